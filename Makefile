@@ -1,0 +1,37 @@
+# hevc-encoder: `make run` converts demo clips (or INPUT=dir) on this machine;
+# `make test` runs every module's tests. Both install what they need.
+SHELL := /bin/bash
+GO ?= go
+# Every module of the workspace (a bare `go test ./...` at the root sees none).
+MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+
+.PHONY: run test vet lint bench build deps clean-demo help
+
+help:
+	@echo "make run [INPUT=dir]   convert demo clips (or your library, in place) on this machine"
+	@echo "make test              every module's tests (installs ffmpeg, MinIO, local-aws-sqs, rclone)"
+	@echo "make bench [QUICK=1]   benchmarks side by side; writes bench/results.md"
+	@echo "make build             build every service binary into bin/"
+
+run:
+	@scripts/deps.sh ffmpeg
+	INPUT="$(INPUT)" $(GO) run ./deployments/local
+
+test: vet
+	@scripts/deps.sh test
+	@set -e; for m in $(MODULES); do echo "== $${m#$(CURDIR)/}"; (cd $$m && $(GO) test -count=1 -timeout 20m ./...); done
+
+vet:
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+build:
+	@mkdir -p bin
+	@set -e; for s in services/*/; do n=$$(basename $$s); (cd $$s && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/bin/$$n .); done
+	@echo "built: $$(ls bin | tr '\n' ' ')"
+
+clean-demo:
+	rm -rf demo-library
+
+-include deployments/make.inc
+-include bench/make.inc

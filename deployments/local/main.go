@@ -1,0 +1,93 @@
+// Command local runs the whole pipeline on one machine with no AWS: the
+// same service code on a directory bucket, in-process queues and launcher.
+// `make run` runs it on demo clips, `make run INPUT=dir` on your library.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hevc-encoder/hevc-encoder/deployments/local/pipeline"
+	"github.com/hevc-encoder/hevc-encoder/pkg/config"
+	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:])
+	stop()
+	if errors.Is(err, config.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hevc-encoder:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string) error {
+	var (
+		input, demo, state string
+		jobs               int
+		minAge             time.Duration
+		o                  pipeline.Options
+	)
+	set := config.New("hevc-encoder-local", "Runs the whole pipeline in one process on a library directory: upload to a directory bucket, encode to HEVC, verify, install <name>-hevc.mp4 beside each original and remove the original. With no INPUT it converts freshly generated demo clips.")
+	set.String(&input, "INPUT", "", "library directory to convert in place (default: a demo library)")
+	set.String(&demo, "DEMO_DIR", "demo-library", "where the demo library is generated when INPUT is empty")
+	set.String(&state, "STATE_DIR", "", "bucket directory (default: <library>/.hevc-encoder/bucket)")
+	set.Int(&jobs, "JOBS", 0, "encodes at once (0: cores / X265_THREADS, at least 1)")
+	set.Duration(&minAge, "MIN_AGE", 0, "skip files modified more recently than this")
+	o.Processor.Bind(set)
+	if err := set.Parse(args); err != nil {
+		return err
+	}
+	log := logging.New("hevc-encoder")
+	if input == "" {
+		input = demo
+		if fresh, err := needsDemo(demo); err != nil {
+			return err
+		} else if fresh {
+			if err := os.RemoveAll(demo); err != nil {
+				return err
+			}
+			log.Info().Str("dir", demo).Msg("generating demo clips")
+			if err := pipeline.MakeDemo(ctx, demo); err != nil {
+				return err
+			}
+		}
+	}
+	if st, err := os.Stat(input); err != nil || !st.IsDir() {
+		return fmt.Errorf("INPUT: %s is not a directory", input)
+	}
+	o.Library, o.State, o.Jobs, o.MinAge, o.Logger = input, state, jobs, minAge, logging.New
+	sum, err := pipeline.Run(ctx, o)
+	fmt.Println()
+	sum.Print(os.Stdout)
+	if err == nil && input == demo {
+		_ = os.WriteFile(filepath.Join(demo, demoDone), nil, 0o644)
+	}
+	if err == nil && len(sum.Failed) > 0 {
+		err = fmt.Errorf("%d file(s) failed", len(sum.Failed))
+	}
+	return err
+}
+
+// demoDone marks a demo library whose conversion finished; the next run
+// starts a fresh one. Without it an interrupted demo resumes.
+const demoDone = ".hevc-encoder/demo-finished"
+
+func needsDemo(dir string) (bool, error) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	_, err := os.Stat(filepath.Join(dir, demoDone))
+	return err == nil, nil
+}

@@ -1,0 +1,7 @@
+module github.com/hevc-encoder/hevc-encoder/services/hevc-processor
+
+go 1.26.8
+
+require github.com/hevc-encoder/hevc-encoder/pkg v0.0.0
+
+replace github.com/hevc-encoder/hevc-encoder/pkg => ../../pkg

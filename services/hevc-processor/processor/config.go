@@ -1,0 +1,47 @@
+package processor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/config"
+	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+)
+
+// Bind registers the processor's tuning variables.
+func (c *Config) Bind(s *config.Set) {
+	var quality string
+	d := media.DefaultSettings()
+	s.String(&quality, "QUALITY", "balanced", "encode preset: archive, balanced (the seed's CRF 26 fast) or small; X265_* override it")
+	crf, preset := -1, ""
+	s.Int(&crf, "X265_CRF", -1, "x265 CRF (0-51, lower is better quality); -1 keeps the QUALITY preset's")
+	s.String(&preset, "X265_PRESET", "", "x265 preset (ultrafast … veryslow); empty keeps the QUALITY preset's")
+	s.Int(&c.Settings.Threads, "X265_THREADS", 0, "x265 worker threads (0: all CPUs of the task)")
+	s.Duration(&c.Heartbeat, "HEARTBEAT_INTERVAL", time.Minute, "how often the work message's visibility is extended while encoding")
+	s.Duration(&c.Visibility, "VISIBILITY_TIMEOUT", 5*time.Minute, "visibility set by each heartbeat; must exceed HEARTBEAT_INTERVAL")
+	s.String(&c.WorkDir, "WORK_DIR", "", "scratch directory for input and output (default: the OS temp dir)")
+	s.Check(func() error {
+		st, err := media.Preset(quality)
+		if err != nil {
+			return fmt.Errorf("QUALITY: %w", err)
+		}
+		st.Threads = c.Settings.Threads
+		if crf >= 0 {
+			if crf > 51 {
+				return fmt.Errorf("X265_CRF must be 0..51, got %d", crf)
+			}
+			st.CRF = crf
+		}
+		if preset != "" {
+			st.Preset = preset
+		}
+		if st.AudioBitrate == "" {
+			st.AudioBitrate = d.AudioBitrate
+		}
+		c.Settings = st
+		if c.Visibility <= c.Heartbeat {
+			return fmt.Errorf("VISIBILITY_TIMEOUT (%s) must be longer than HEARTBEAT_INTERVAL (%s)", c.Visibility, c.Heartbeat)
+		}
+		return nil
+	})
+}

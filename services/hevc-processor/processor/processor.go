@@ -1,0 +1,320 @@
+// Package processor is hevc-processor's logic: one job is one file,
+// TODO/<rel>.mp4 → libx265 → verify → DONE/<rel>-hevc.mp4.
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
+	"github.com/hevc-encoder/hevc-encoder/pkg/library"
+	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
+	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
+)
+
+// Outcome is how a job ended.
+type Outcome string
+
+// Outcomes. Only Done produces a DONE/ object; Failed and NoGain write a
+// FAILED/<rel>.mp4.json record (NoGain is not an error, but the original is
+// kept and the file must not be queued again).
+const (
+	Done        Outcome = "done"
+	Failed      Outcome = "failed"
+	NoGain      Outcome = "no-gain"
+	AlreadyHEVC Outcome = "already-hevc"
+	Gone        Outcome = "gone" // TODO/ object no longer exists (processed before)
+)
+
+// Config tunes the processor.
+type Config struct {
+	Settings media.Settings
+	// WorkDir holds the job's input and output (ephemeral storage on
+	// Fargate); "" means the OS temp dir.
+	WorkDir string
+	// Heartbeat is how often the work message's visibility is extended to
+	// Visibility while the job runs.
+	Heartbeat, Visibility time.Duration
+}
+
+// Processor runs jobs against a store and (optionally) the work queue.
+type Processor struct {
+	Store storage.Store
+	Queue queue.Queue // nil when jobs do not come from a queue
+	Cfg   Config
+	Log   zerolog.Logger
+}
+
+// Result describes a finished job.
+type Result struct {
+	Key             string
+	Outcome         Outcome
+	Reason          string
+	InSize, OutSize int64
+	Elapsed         time.Duration
+}
+
+// Record is the JSON written to FAILED/<rel>.mp4.json.
+type Record struct {
+	Key          string    `json:"key"`
+	Status       Outcome   `json:"status"`
+	Reason       string    `json:"reason"`
+	SourceSize   int64     `json:"source_size"`
+	SourceSHA256 string    `json:"source_sha256,omitempty"`
+	OutputSize   int64     `json:"output_size,omitempty"`
+	Dropped      []string  `json:"dropped_streams,omitempty"`
+	Time         time.Time `json:"time"`
+}
+
+// permanent marks failures that retrying cannot fix.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// Process does one job. A nil error means the job is finished for good (its
+// message is deleted); an error means it should be retried (the message is
+// left to reappear, or made visible at once when ctx was cancelled).
+func (p *Processor) Process(ctx context.Context, job launch.Job) (Result, error) {
+	start := time.Now()
+	log := p.Log.With().Str("key", job.Key).Logger()
+	stopHeartbeat := p.heartbeat(ctx, job, log)
+	res, err := p.process(ctx, job, log)
+	stopHeartbeat()
+	res.Key, res.Elapsed = job.Key, time.Since(start)
+
+	var perm permanent
+	switch {
+	case err == nil:
+	case errors.As(err, &perm):
+		res.Outcome, res.Reason = Failed, perm.Error()
+		if rerr := p.writeRecord(context.WithoutCancel(ctx), job.Key, res, nil); rerr != nil {
+			return res, fmt.Errorf("record failure of %s: %w (failure: %v)", job.Key, rerr, err)
+		}
+		log.Error().Str("reason", res.Reason).Msg("failed permanently; original kept, recorded in FAILED/")
+	case ctx.Err() != nil:
+		// Interrupted (SIGTERM, Spot): hand the job back at once.
+		p.release(job, log)
+		return res, fmt.Errorf("process %s: interrupted: %w", job.Key, ctx.Err())
+	default:
+		log.Warn().Err(err).Msg("transient failure; the message will be redelivered")
+		return res, err
+	}
+	if p.Queue != nil && job.Receipt != "" {
+		if derr := p.Queue.Delete(context.WithoutCancel(ctx), job.Receipt); derr != nil {
+			// Harmless: a redelivery finds DONE/ or no TODO/ and ends.
+			log.Warn().Err(derr).Msg("delete work message")
+		}
+	}
+	log.Info().Str("outcome", string(res.Outcome)).Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).
+		Dur("elapsed", res.Elapsed).Msg("job finished")
+	return res, nil
+}
+
+func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Logger) (Result, error) {
+	rel, err := library.RelFromTodo(job.Key)
+	if err != nil {
+		// No FAILED/ key can be derived from a key outside the rules.
+		log.Error().Err(err).Msg("refusing job")
+		return Result{Outcome: Failed, Reason: err.Error()}, nil
+	}
+	doneKey, _ := library.DoneKey(rel)
+	src, err := p.Store.Head(ctx, job.Key)
+	if errors.Is(err, storage.ErrNotFound) {
+		log.Info().Msg("TODO object is gone (already processed); nothing to do")
+		return Result{Outcome: Gone}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("head %s: %w", job.Key, err)
+	}
+	res := Result{InSize: src.Size}
+	if src.Size == 0 {
+		return res, permanent{fmt.Errorf("%s is empty (0 bytes)", rel)}
+	}
+
+	dir, err := os.MkdirTemp(p.Cfg.WorkDir, "job-*")
+	if err != nil {
+		return res, fmt.Errorf("work directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	in, out := filepath.Join(dir, "input.mp4"), filepath.Join(dir, "output.mp4")
+	if err := p.download(ctx, job.Key, in); err != nil {
+		return res, err
+	}
+
+	info, err := media.Probe(ctx, in)
+	if errors.Is(err, media.ErrBadInput) {
+		return res, permanent{fmt.Errorf("%s is not a readable video: %w", rel, err)}
+	}
+	if err != nil {
+		return res, fmt.Errorf("probe %s: %w", job.Key, err)
+	}
+	if info.IsHEVC() {
+		log.Info().Msg("already HEVC; not re-encoding")
+		res.Outcome = AlreadyHEVC
+		return res, p.Store.Delete(ctx, job.Key)
+	}
+	plan, err := media.NewPlan(info, p.Cfg.Settings)
+	if err != nil {
+		return res, permanent{fmt.Errorf("plan encode of %s: %w", rel, err)}
+	}
+	if len(plan.Dropped) > 0 {
+		log.Info().Strs("dropped", plan.Dropped).Msg("streams MP4 cannot carry are dropped")
+	}
+	if err := media.Encode(ctx, in, out, plan, progressLogger(log)); err != nil {
+		if errors.Is(err, media.ErrBadInput) {
+			return res, permanent{fmt.Errorf("%s cannot be decoded: %w", rel, err)}
+		}
+		return res, fmt.Errorf("encode %s: %w", job.Key, err)
+	}
+	if _, err := media.Verify(ctx, info, out); err != nil {
+		if errors.Is(err, media.ErrVerify) {
+			return res, permanent{fmt.Errorf("encoded %s does not match its input: %w", rel, err)}
+		}
+		return res, fmt.Errorf("verify %s: %w", job.Key, err)
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		return res, fmt.Errorf("stat output of %s: %w", job.Key, err)
+	}
+	res.OutSize = st.Size()
+	if res.OutSize >= res.InSize {
+		res.Outcome, res.Reason = NoGain, fmt.Sprintf("HEVC output (%d bytes) is not smaller than the input (%d bytes); original kept", res.OutSize, res.InSize)
+		if err := p.writeRecord(ctx, job.Key, res, plan.Dropped); err != nil {
+			return res, err
+		}
+		return res, p.Store.Delete(ctx, job.Key)
+	}
+
+	f, err := os.Open(out)
+	if err != nil {
+		return res, fmt.Errorf("open output of %s: %w", job.Key, err)
+	}
+	defer f.Close()
+	md := map[string]string{
+		storage.MetaSourceSize: strconv.FormatInt(src.Size, 10),
+		"duration":             strconv.FormatFloat(info.Duration, 'f', 3, 64),
+	}
+	if src.SHA256 != "" {
+		md[storage.MetaSourceSHA] = src.SHA256
+	}
+	if v := src.Metadata[storage.MetaSourceMtime]; v != "" {
+		md[storage.MetaSourceMtime] = v
+	}
+	if _, err := p.Store.Put(ctx, doneKey, f, storage.PutOptions{Size: res.OutSize, Metadata: md}); err != nil {
+		return res, fmt.Errorf("upload %s: %w", doneKey, err)
+	}
+	// Only now, with the verified result durable, is the work object removed.
+	if err := p.Store.Delete(ctx, job.Key); err != nil {
+		return res, fmt.Errorf("delete %s after upload: %w", job.Key, err)
+	}
+	res.Outcome = Done
+	return res, nil
+}
+
+func (p *Processor) download(ctx context.Context, key, dst string) error {
+	r, _, err := p.Store.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	defer r.Close()
+	f, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, r); err != nil {
+		return fmt.Errorf("download %s: %w", key, err)
+	}
+	return f.Close()
+}
+
+func (p *Processor) writeRecord(ctx context.Context, key string, res Result, dropped []string) error {
+	rel, err := library.RelFromTodo(key)
+	if err != nil {
+		return nil // nothing to name it by; already logged
+	}
+	fk, _ := library.FailedKey(rel)
+	rec := Record{Key: key, Status: res.Outcome, Reason: res.Reason, SourceSize: res.InSize, OutputSize: res.OutSize, Dropped: dropped, Time: time.Now().UTC()}
+	if h, err := p.Store.Head(ctx, key); err == nil {
+		rec.SourceSHA256 = h.SHA256
+		if v := h.Metadata[storage.MetaSourceSHA]; v != "" {
+			rec.SourceSHA256 = v
+		}
+	}
+	b, _ := json.MarshalIndent(rec, "", "  ")
+	if _, err := p.Store.Put(ctx, fk, strings.NewReader(string(b)), storage.PutOptions{}); err != nil {
+		return fmt.Errorf("write %s: %w", fk, err)
+	}
+	if res.Outcome == Failed {
+		// The original stays in the library; TODO/ is only the work copy.
+		if err := p.Store.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete %s after recording failure: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// heartbeat keeps the work message invisible while the job runs.
+func (p *Processor) heartbeat(ctx context.Context, job launch.Job, log zerolog.Logger) (stop func()) {
+	if p.Queue == nil || job.Receipt == "" || p.Cfg.Heartbeat <= 0 {
+		return func() {}
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(p.Cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				if err := p.Queue.ChangeVisibility(hctx, job.Receipt, p.Cfg.Visibility); err != nil && hctx.Err() == nil {
+					log.Warn().Err(err).Msg("heartbeat: extend message visibility")
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (p *Processor) release(job launch.Job, log zerolog.Logger) {
+	if p.Queue == nil || job.Receipt == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Queue.ChangeVisibility(ctx, job.Receipt, 0); err != nil {
+		log.Warn().Err(err).Msg("release message for retry")
+		return
+	}
+	log.Warn().Msg("interrupted; message made visible again for a retry")
+}
+
+// progressLogger logs ffmpeg progress at most every 5 s or 10 %.
+func progressLogger(log zerolog.Logger) func(media.Progress) {
+	var last time.Time
+	lastPct := -10.0
+	return func(pr media.Progress) {
+		if time.Since(last) < 5*time.Second && pr.Percent-lastPct < 10 && pr.Percent < 100 {
+			return
+		}
+		last, lastPct = time.Now(), pr.Percent
+		log.Info().Float64("percent", round1(pr.Percent)).Float64("fps", round1(pr.FPS)).
+			Str("eta", pr.ETA.Truncate(time.Second).String()).Msg("encoding")
+	}
+}
+
+func round1(f float64) float64 { return float64(int(f*10+0.5)) / 10 }
