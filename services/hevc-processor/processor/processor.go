@@ -154,7 +154,8 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 
 	info, err := media.Probe(ctx, in)
 	if errors.Is(err, media.ErrBadInput) {
-		return res, permanent{fmt.Errorf("%s is not a readable video: %w", rel, err)}
+		// Name the library file, not our scratch copy.
+		return res, permanent{fmt.Errorf("%s is not a readable video: %s", rel, strings.ReplaceAll(err.Error(), in, "input"))}
 	}
 	if err != nil {
 		return res, fmt.Errorf("probe %s: %w", job.Key, err)
@@ -173,7 +174,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	if err := media.Encode(ctx, in, out, plan, progressLogger(log)); err != nil {
 		if errors.Is(err, media.ErrBadInput) {
-			return res, permanent{fmt.Errorf("%s cannot be decoded: %w", rel, err)}
+			return res, permanent{fmt.Errorf("%s cannot be decoded: %s", rel, strings.ReplaceAll(err.Error(), in, "input"))}
 		}
 		return res, fmt.Errorf("encode %s: %w", job.Key, err)
 	}
@@ -196,6 +197,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		return res, p.Store.Delete(ctx, job.Key)
 	}
 
+	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("uploading result (verified)")
 	f, err := os.Open(out)
 	if err != nil {
 		return res, fmt.Errorf("open output of %s: %w", job.Key, err)
