@@ -104,3 +104,10 @@ func Exists(ctx context.Context, s Store, key string) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// Presigner is implemented by stores that can hand out a time-limited URL
+// to read an object over HTTP (with range requests), so that ffmpeg can
+// start encoding while the input is still arriving.
+type Presigner interface {
+	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
+}

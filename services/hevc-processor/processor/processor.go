@@ -46,6 +46,9 @@ type Config struct {
 	// Heartbeat is how often the work message's visibility is extended to
 	// Visibility while the job runs.
 	Heartbeat, Visibility time.Duration
+	// StreamInput lets ffmpeg read the input from a presigned URL when the
+	// store supports it, instead of downloading it first.
+	StreamInput bool
 }
 
 // Processor runs jobs against a store and (optionally) the work queue.
@@ -147,8 +150,9 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		return res, fmt.Errorf("work directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	in, out := filepath.Join(dir, "input.mp4"), filepath.Join(dir, "output.mp4")
-	if err := p.download(ctx, job.Key, in); err != nil {
+	out := filepath.Join(dir, "output.mp4")
+	in, err := p.input(ctx, job.Key, dir)
+	if err != nil {
 		return res, err
 	}
 
@@ -222,6 +226,21 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	res.Outcome = Done
 	return res, nil
+}
+
+// input returns what ffmpeg reads: a presigned URL when the store offers
+// one and streaming is on (encoding overlaps the transfer), else a local
+// copy downloaded (and checksum-verified) into dir.
+func (p *Processor) input(ctx context.Context, key, dir string) (string, error) {
+	if ps, ok := p.Store.(storage.Presigner); ok && p.Cfg.StreamInput {
+		u, err := ps.PresignGet(ctx, key, 12*time.Hour)
+		if err != nil {
+			return "", fmt.Errorf("presign %s: %w", key, err)
+		}
+		return u, nil
+	}
+	in := filepath.Join(dir, "input.mp4")
+	return in, p.download(ctx, key, in)
 }
 
 func (p *Processor) download(ctx context.Context, key, dst string) error {
