@@ -171,6 +171,12 @@ func (s *Set) Parse(args []string) error {
 			v.fromEnv = true
 		}
 	}
+	for _, a := range args {
+		if a == "--help-markdown" { // the README's configuration tables
+			fmt.Fprint(s.fs.Output(), s.Markdown())
+			return ErrHelp
+		}
+	}
 	if err := s.fs.Parse(args); err != nil {
 		return err
 	}
