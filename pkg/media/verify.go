@@ -1,0 +1,84 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os/exec"
+	"strings"
+)
+
+// Verify checks an encoded output against its input's Info and returns the
+// output's Info. The output must probe; have exactly one (non-attached)
+// video stream, HEVC tagged hvc1, with the input's display rotation, 10-bit
+// when the input needed it and the input's HDR transfer; as many audio
+// streams as the input; a duration within max(0.5 s, 1 %) of the input's;
+// and it must decode completely without errors
+// (ffmpeg -v error -i out -map 0:V:0 -map 0:a? -f null -). Data tracks are
+// not compared. Mismatches wrap ErrVerify; a missing ffmpeg or a cancelled
+// ctx do not.
+func Verify(ctx context.Context, in Info, output string) (Info, error) {
+	out, err := Probe(ctx, output)
+	if err != nil {
+		if errors.Is(err, ErrBadInput) {
+			return out, fmt.Errorf("%w: %s: output unreadable: %v", ErrVerify, output, err)
+		}
+		return out, fmt.Errorf("verify %s: %w", output, err)
+	}
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+
+	if n := out.videoCount(); n != 1 {
+		bad("%d video streams, want 1", n)
+	}
+	if a, b := in.Count("audio"), out.Count("audio"); a != b {
+		bad("%d audio streams, input has %d", b, a)
+	}
+	iv, _ := in.MainVideo()
+	if ov, ok := out.MainVideo(); ok {
+		if ov.Codec != "hevc" {
+			bad("video codec %s, want hevc", ov.Codec)
+		}
+		if ov.CodecTag != "hvc1" {
+			bad("video tag %s, want hvc1", ov.CodecTag)
+		}
+		if ov.Rotation != iv.Rotation {
+			bad("rotation %d, input has %d", ov.Rotation, iv.Rotation)
+		}
+		if isTenBit(iv) && !highBitDepth.MatchString(ov.PixFmt) {
+			bad("pixel format %s, want 10-bit like the input's %s", ov.PixFmt, iv.PixFmt)
+		}
+		if t := iv.ColorTransfer; (t == "arib-std-b67" || t == "smpte2084") && ov.ColorTransfer != t {
+			bad("colour transfer %q, input has %q", ov.ColorTransfer, t)
+		}
+	}
+	tol := math.Max(0.5, 0.01*in.Duration)
+	if d := math.Abs(out.Duration - in.Duration); d > tol {
+		bad("duration %.3fs, input %.3fs (off by %.3fs, allowed %.3fs)", out.Duration, in.Duration, d, tol)
+	}
+	if len(problems) > 0 {
+		return out, fmt.Errorf("%w: %s: %s", ErrVerify, output, strings.Join(problems, "; "))
+	}
+
+	// Decode everything we mapped; any error message counts as a failure.
+	stderr := &tailBuffer{max: 8 << 10}
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "error",
+		"-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-f", "null", "-")
+	cmd.Stderr = stderr
+	err = cmd.Run()
+	msg := oneLine(stderr.String())
+	switch {
+	case ctx.Err() != nil:
+		return out, fmt.Errorf("verify %s: %w", output, ctx.Err())
+	case errors.Is(err, exec.ErrNotFound):
+		return out, fmt.Errorf("verify %s: %w", output, err)
+	case err != nil && environmental(msg):
+		return out, fmt.Errorf("verify %s: decode: %w: %s", output, err, msg)
+	case err != nil:
+		return out, fmt.Errorf("%w: %s does not decode: %v: %s", ErrVerify, output, err, msg)
+	case msg != "":
+		return out, fmt.Errorf("%w: %s decodes with errors: %s", ErrVerify, output, msg)
+	}
+	return out, nil
+}
