@@ -173,7 +173,7 @@ func (s *Set) Parse(args []string) error {
 	}
 	for _, a := range args {
 		if a == "--help-markdown" { // the README's configuration tables
-			fmt.Fprint(s.fs.Output(), s.Markdown())
+			fmt.Fprint(os.Stdout, s.Markdown())
 			return ErrHelp
 		}
 	}
