@@ -56,19 +56,10 @@ type Summary struct {
 	Interrupted bool
 }
 
-// Run converts the library and returns when there is nothing left to do or
-// ctx ends. Work left by an interrupted run is resumed first.
-func Run(ctx context.Context, o Options) (Summary, error) {
-	start := time.Now()
-	sum := Summary{Skipped: map[string]int{}}
-	var mu sync.Mutex
-	if o.State == "" {
-		o.State = filepath.Join(o.Library, ".hevc-encoder", "bucket")
-	}
+func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = func(string) zerolog.Logger { return zerolog.Nop() }
 	}
-	log := o.Logger("hevc-encoder")
 	if o.Visibility <= 0 {
 		o.Visibility = 2 * time.Minute
 	}
@@ -79,14 +70,19 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		o.Processor.Heartbeat = o.Visibility / 4
 	}
 	o.Processor.Visibility = o.Visibility
-	jobs := o.Jobs
-	if jobs <= 0 {
-		jobs = launchlocal.DefaultCapacity(o.Processor.Settings.Threads)
-	}
+	return o
+}
 
+// Run converts the library and returns when there is nothing left to do or
+// ctx ends. Work left by an interrupted run is resumed first.
+func Run(ctx context.Context, o Options) (Summary, error) {
+	o = o.withDefaults()
+	if o.State == "" {
+		o.State = filepath.Join(o.Library, ".hevc-encoder", "bucket")
+	}
 	store, err := fs.New(o.State, "local")
 	if err != nil {
-		return sum, err
+		return Summary{Skipped: map[string]int{}}, err
 	}
 	dlq := queuelocal.New("work-dlq", o.Visibility, 0, nil)
 	work := queuelocal.New("work", o.Visibility, o.MaxReceives, dlq)
@@ -95,6 +91,29 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	// the uploader writes TODO/, and the dispatcher checks the name anyway.
 	store.Notify(fs.Rule{Prefix: library.TodoPrefix, Queue: work})
 	store.Notify(fs.Rule{Prefix: library.DonePrefix, Queue: results})
+	return RunOn(ctx, o, Backend{Store: store, Work: work, Results: results})
+}
+
+// Backend is the store and queues a run works on: the embedded fs store
+// and local queues, or S3 and SQS (the same services either way).
+type Backend struct {
+	Store         storage.Store
+	Work, Results queue.Queue
+}
+
+// RunOn runs the pipeline on b. The store must notify Work of TODO/ and
+// Results of DONE/ writes, as S3 bucket notifications do.
+func RunOn(ctx context.Context, o Options, b Backend) (Summary, error) {
+	start := time.Now()
+	sum := Summary{Skipped: map[string]int{}}
+	var mu sync.Mutex
+	o = o.withDefaults()
+	log := o.Logger("hevc-encoder")
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = launchlocal.DefaultCapacity(o.Processor.Settings.Threads)
+	}
+	store, work, results := b.Store, b.Work, b.Results
 
 	// Resume: TODO/ objects of an interrupted run go back on the queue; the
 	// downloader's own reconcile picks up DONE/.
@@ -158,7 +177,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	go func() { defer wg.Done(); disp.Run(runCtx) }()
 	go func() { defer wg.Done(); down.Run(runCtx) }()
 
-	err = waitIdle(runCtx, store, launcher, []queue.Queue{work, results}, func(k string) bool {
+	err := waitIdle(runCtx, store, launcher, []queue.Queue{work, results}, func(k string) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return stuck[k]
@@ -169,8 +188,13 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 
 	// Jobs that kept failing ended in the dead-letter queue; their TODO/
 	// objects stay for `trigger` after the cause is fixed.
-	if d, _ := dlq.Depth(context.Background()); d.Visible > 0 {
-		sum.Failed = append(sum.Failed, fmt.Sprintf("%d job(s) failed %d times and were dead-lettered; see the log", d.Visible, o.MaxReceives))
+	var dead int
+	if rd, ok := work.(queue.Redriver); ok {
+		d, _ := rd.DeadLetterDepth(context.Background())
+		dead = d.Visible
+	}
+	if dead > 0 {
+		sum.Failed = append(sum.Failed, fmt.Sprintf("%d job(s) failed %d times and were dead-lettered; see the log", dead, o.MaxReceives))
 	}
 	if ctx.Err() == nil {
 		_ = storage.Walk(context.Background(), store, library.TodoPrefix, func(ob storage.Object) error {
@@ -233,7 +257,24 @@ func isBusy(ctx context.Context, st storage.Store, l launch.Launcher, qs []queue
 	if errors.Is(err, errBusy) {
 		return true, nil
 	}
-	return false, err
+	if err != nil {
+		return true, err
+	}
+	// S3 notifications are asynchronous: a TODO/ object may not have its
+	// message yet. Only jobs that were dead-lettered may stay behind.
+	todo := 0
+	if err := storage.Walk(ctx, st, library.TodoPrefix, func(storage.Object) error { todo++; return nil }); err != nil {
+		return true, err
+	}
+	dead := 0
+	if rd, ok := qs[0].(queue.Redriver); ok {
+		d, err := rd.DeadLetterDepth(ctx)
+		if err != nil {
+			return true, err
+		}
+		dead = d.Visible
+	}
+	return todo > dead, nil
 }
 
 // Print writes the summary table.

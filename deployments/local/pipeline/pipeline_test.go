@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media/mediatest"
+	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
+	"github.com/hevc-encoder/hevc-encoder/pkg/storage/fs"
 	"github.com/hevc-encoder/hevc-encoder/services/hevc-processor/processor"
 	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 )
@@ -112,22 +115,25 @@ func checkNoTemps(t *testing.T, root string) {
 	})
 }
 
+func testLogger(t *testing.T) func(string) zerolog.Logger {
+	return func(s string) zerolog.Logger {
+		return zerolog.New(zerolog.NewTestWriter(t)).With().Str("service", s).Logger()
+	}
+}
+
 func run(t *testing.T, root string) Summary {
 	t.Helper()
-	sum, err := Run(context.Background(), Options{Library: root, Processor: fastSettings(), Jobs: 2,
-		Logger: func(s string) zerolog.Logger {
-			return zerolog.New(zerolog.NewTestWriter(t)).With().Str("service", s).Logger()
-		}})
+	sum, err := Run(context.Background(), Options{Library: root, Processor: fastSettings(), Jobs: 2, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	return sum
 }
 
-func TestPipelineAcceptance(t *testing.T) {
-	mediatest.RequireFFmpeg(t)
-	root := t.TempDir()
-	clips := []clip{
+// acceptanceClips is the library of the acceptance tests: what phones
+// make, odd names, and inputs that must be left alone.
+func acceptanceClips() []clip {
+	return []clip{
 		{rel: "Smartphones/alice/VID_0001.mp4", opts: meta, want: "converted"},
 		{rel: "Smartphones/alice/odd name #1 + 100% 'quoted' \"q\" é ü 日本.mp4", opts: meta, want: "converted"},
 		{rel: "Smartphones/bob/two audio.mp4", opts: with(func(o *mediatest.ClipOpts) { o.AudioTracks = 2 }), want: "converted"},
@@ -143,6 +149,12 @@ func TestPipelineAcceptance(t *testing.T) {
 		{rel: "taken/clip.mp4", opts: meta, want: "intact"},
 		{rel: "taken/clip-hevc.mp4", make: func(t *testing.T, p string) { os.WriteFile(p, []byte("somebody else's file"), 0o644) }, want: "intact"},
 	}
+}
+
+// acceptance runs the pipeline twice with runOnce on a fresh acceptance
+// library and checks every criterion; store is where FAILED/ records are.
+func acceptance(t *testing.T, root string, store storage.Store, runOnce func() Summary) {
+	clips := acceptanceClips()
 	sums := makeLibrary(t, root, clips)
 	origInfo := map[string]media.Info{}
 	mtimes := map[string]int64{}
@@ -155,12 +167,12 @@ func TestPipelineAcceptance(t *testing.T) {
 		}
 	}
 
-	sum := run(t, root)
+	sum := runOnce()
 	var b strings.Builder
 	sum.Print(&b)
 	t.Logf("summary:\n%s", b.String())
 
-	state := filepath.Join(root, ".hevc-encoder", "bucket")
+	ctx := context.Background()
 	for _, c := range clips {
 		p := filepath.Join(root, filepath.FromSlash(c.rel))
 		switch c.want {
@@ -174,8 +186,13 @@ func TestPipelineAcceptance(t *testing.T) {
 			if got := sha(t, p); got != sums[c.rel] {
 				t.Errorf("%s: original changed", c.rel)
 			}
-			failed := filepath.Join(state, "FAILED", filepath.FromSlash(c.rel)+".json")
-			b, err := os.ReadFile(failed)
+			fk, _ := library.FailedKey(c.rel)
+			var b []byte
+			r, _, err := store.Get(ctx, fk)
+			if err == nil {
+				b, err = io.ReadAll(r)
+				r.Close()
+			}
 			if c.want == "failed" {
 				var rec processor.Record
 				if err != nil || json.Unmarshal(b, &rec) != nil || rec.Status != processor.Failed || len(rec.Reason) < 10 {
@@ -194,9 +211,9 @@ func TestPipelineAcceptance(t *testing.T) {
 	if sum.BytesAfter >= sum.BytesBefore || sum.BytesAfter == 0 {
 		t.Errorf("bytes %d → %d", sum.BytesBefore, sum.BytesAfter)
 	}
-	for _, p := range []string{"TODO", "DONE"} {
-		if ents, _ := os.ReadDir(filepath.Join(state, p)); len(ents) > 0 {
-			t.Errorf("%s/ not drained", p)
+	for _, p := range []string{library.TodoPrefix, library.DonePrefix} {
+		if page, err := store.List(ctx, p, "", 10); err != nil || len(page.Objects) > 0 {
+			t.Errorf("%s not drained: %+v %v", p, page.Objects, err)
 		}
 	}
 	checkNoTemps(t, root)
@@ -209,7 +226,7 @@ func TestPipelineAcceptance(t *testing.T) {
 		}
 		return nil
 	})
-	sum2 := run(t, root)
+	sum2 := runOnce()
 	if sum2.Converted != 0 || len(sum2.Failed) != 0 || sum2.Skipped[uploader.SkipFailed] != 3 {
 		t.Errorf("second run: converted %d, failed %v, skipped %v", sum2.Converted, sum2.Failed, sum2.Skipped)
 	}
@@ -218,6 +235,23 @@ func TestPipelineAcceptance(t *testing.T) {
 			t.Errorf("second run changed %s", p)
 		}
 	}
+}
+
+func TestPipelineAcceptance(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	root := t.TempDir()
+	state := filepath.Join(t.TempDir(), "bucket")
+	store, err := fs.New(state, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptance(t, root, store, func() Summary {
+		sum, err := Run(context.Background(), Options{Library: root, State: state, Processor: fastSettings(), Jobs: 2, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return sum
+	})
 }
 
 // TestKilledMidWayConverges kills the real binary (SIGKILL, no chance to

@@ -1,0 +1,261 @@
+// Package s3 is the storage.Store adapter for Amazon S3 and S3-compatible
+// servers (MinIO), on aws-sdk-go-v2.
+//
+// Uploads stream through a bounded set of part buffers (multipart above one
+// part), hashing SHA-256 on the way and sending a full-object CRC32C
+// checksum; the SHA-256 is stored as user metadata "sha256". Downloads fetch
+// ranges in parallel into at most Concurrency part buffers and hand them to
+// the reader in order; the reader checks size, SHA-256 (and the full-object
+// CRC32C when the server reports one) at EOF.
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
+)
+
+const (
+	// DefaultPartSize is the multipart part size and download range size.
+	DefaultPartSize int64 = 16 << 20
+	// DefaultConcurrency is the number of parts in flight per Put or Get.
+	DefaultConcurrency = 4
+	// DefaultMaxAttempts is the SDK retryer's attempts per request.
+	DefaultMaxAttempts = 5
+
+	minPartSize   = 5 << 20 // S3's minimum for every part but the last
+	maxParts      = 10000
+	maxCopyObject = 5 << 30 // largest single CopyObject
+)
+
+// Config configures a Store. Credentials and (unless Region is set) the
+// region come from the standard AWS chain: environment, shared profile, ECS
+// task role, EC2 instance role.
+type Config struct {
+	Bucket string
+	// Endpoint overrides the S3 endpoint (e.g. http://127.0.0.1:9000 for
+	// MinIO); empty for AWS.
+	Endpoint string
+	Region   string
+	// PathStyle addresses buckets as endpoint/bucket/key (MinIO).
+	PathStyle bool
+	// DualStack uses the IPv4+IPv6 endpoints (s3.dualstack.<region>.amazonaws.com).
+	DualStack bool
+	// PartSize is the multipart part size and the download range size
+	// (default 16 MiB; S3 needs at least 5 MiB; smaller values are allowed
+	// for tests against servers that accept them).
+	PartSize int64
+	// Concurrency is the number of parts in flight per Put or Get (default 4).
+	// Memory per transfer is about PartSize × Concurrency.
+	Concurrency int
+	// MaxAttempts is the SDK standard retryer's attempts per request,
+	// the first included (default 5). Backoff is exponential with jitter.
+	MaxAttempts int
+	// MaxBackoff caps the delay between attempts (default 20 s).
+	MaxBackoff time.Duration
+	// HTTPClient replaces the SDK's HTTP client (tests).
+	HTTPClient aws.HTTPClient
+}
+
+// Store is the S3 storage.Store.
+type Store struct {
+	client *s3.Client
+	bucket string
+	part   int64
+	conc   int
+	pool   sync.Pool // *[]byte of len part
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// New builds a Store from cfg. It does not contact the server.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("s3 store: bucket is required (S3_BUCKET)")
+	}
+	if cfg.PartSize <= 0 {
+		cfg.PartSize = DefaultPartSize
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = retry.DefaultMaxBackoff
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = cfg.MaxAttempts
+				o.MaxBackoff = cfg.MaxBackoff
+			})
+		}),
+	}
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.HTTPClient != nil {
+		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
+	} else {
+		conns := cfg.Concurrency * 4
+		if conns < 32 {
+			conns = 32
+		}
+		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConns = conns
+			t.MaxIdleConnsPerHost = conns
+		})))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3 store: load AWS config: %w", err)
+	}
+	if awsCfg.Region == "" {
+		if cfg.Endpoint == "" {
+			return nil, errors.New("s3 store: no AWS region (set AWS_REGION)")
+		}
+		awsCfg.Region = "us-east-1" // any region signs for a custom endpoint
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+		// Get verifies the whole object itself; ranged responses carry no
+		// checksum to validate.
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		if cfg.DualStack {
+			o.EndpointOptions.UseDualStackEndpoint = aws.DualStackEndpointStateEnabled
+		}
+	})
+	return &Store{client: client, bucket: cfg.Bucket, part: cfg.PartSize, conc: cfg.Concurrency}, nil
+}
+
+// Client exposes the SDK client (for tests and tools).
+func (s *Store) Client() *s3.Client { return s.client }
+
+// Bucket names the bucket.
+func (s *Store) Bucket() string { return s.bucket }
+
+// Head describes key, with SHA256 from its metadata.
+func (s *Store) Head(ctx context.Context, key string) (storage.Object, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		if isNotFound(err) {
+			return storage.Object{}, fmt.Errorf("s3 head %s: %w", key, storage.ErrNotFound)
+		}
+		return storage.Object{}, fmt.Errorf("s3 head %s: %w", key, err)
+	}
+	return object(key, aws.ToInt64(out.ContentLength), out.LastModified, out.Metadata), nil
+}
+
+// List returns one page of keys under prefix (ListObjectsV2; the token is
+// the continuation token).
+func (s *Store) List(ctx context.Context, prefix, token string, max int) (storage.ListPage, error) {
+	in := &s3.ListObjectsV2Input{Bucket: &s.bucket}
+	if prefix != "" {
+		in.Prefix = &prefix
+	}
+	if token != "" {
+		in.ContinuationToken = &token
+	}
+	if max > 0 {
+		in.MaxKeys = aws.Int32(int32(min(max, 1000)))
+	}
+	out, err := s.client.ListObjectsV2(ctx, in)
+	if err != nil {
+		return storage.ListPage{}, fmt.Errorf("s3 list %q: %w", prefix, err)
+	}
+	page := storage.ListPage{Objects: make([]storage.Object, 0, len(out.Contents))}
+	for _, o := range out.Contents {
+		page.Objects = append(page.Objects, storage.Object{
+			Key:      aws.ToString(o.Key),
+			Size:     aws.ToInt64(o.Size),
+			Modified: aws.ToTime(o.LastModified),
+		})
+	}
+	if aws.ToBool(out.IsTruncated) {
+		page.Next = aws.ToString(out.NextContinuationToken)
+	}
+	return page, nil
+}
+
+// Delete removes key; a missing key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("s3 delete %s: %w", key, err)
+	}
+	return nil
+}
+
+func object(key string, size int64, mod *time.Time, meta map[string]string) storage.Object {
+	m := make(map[string]string, len(meta))
+	for k, v := range meta {
+		if strings.HasPrefix(v, "=?") {
+			if d, err := new(mime.WordDecoder).DecodeHeader(v); err == nil {
+				v = d
+			}
+		}
+		m[strings.ToLower(k)] = v
+	}
+	return storage.Object{Key: key, Size: size, Modified: aws.ToTime(mod), SHA256: m[storage.MetaSHA256], Metadata: m}
+}
+
+func isNotFound(err error) bool {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	if errors.As(err, &nsk) || errors.As(err, &nf) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound", "NoSuchObject":
+			return true
+		}
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// buffer returns a part-sized buffer from the pool.
+func (s *Store) buffer() []byte {
+	if b, ok := s.pool.Get().(*[]byte); ok {
+		return (*b)[:s.part]
+	}
+	return make([]byte, s.part)
+}
+
+// release returns a buffer obtained from buffer; smaller buffers are dropped.
+func (s *Store) release(b []byte) {
+	if int64(cap(b)) == s.part {
+		b = b[:s.part]
+		s.pool.Put(&b)
+	}
+}
