@@ -20,6 +20,7 @@ run:
 test: vet
 	@scripts/deps.sh test
 	@set -e; for m in $(MODULES); do echo "== $${m#$(CURDIR)/}"; (cd $$m && $(GO) test -count=1 -timeout 20m ./...); done
+	@echo "== deployment checks"; $(MAKE) --no-print-directory deploy-test
 
 vet:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done

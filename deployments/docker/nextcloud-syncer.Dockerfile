@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1.7
+# nextcloud-syncer: moves camera uploads from Nextcloud (WebDAV) into the
+# library. Pure Go: the image is the static binary, CA certificates and
+# time zones on an empty base.
+#
+# Build from the repository root (the build context); multi-arch with buildx:
+#   docker buildx build --platform linux/arm64,linux/amd64 \
+#     -f deployments/docker/nextcloud-syncer.Dockerfile -t REGISTRY/nextcloud-syncer:TAG .
+# or every image at once: make images (docker-bake.hcl).
+
+ARG GO_VERSION=1.26.8
+ARG DEBIAN_RELEASE=bookworm
+
+# --- build: a static Go binary, cross-compiled on the build machine's own
+# architecture (no emulation for the compiler).
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-${DEBIAN_RELEASE} AS build
+ARG TARGETOS
+ARG TARGETARCH
+WORKDIR /src
+# The whole context is bind-mounted read-only (go.work needs every module it
+# lists); the module and build caches persist across builds.
+RUN --mount=type=bind,target=/src \
+    --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOFLAGS=-buildvcs=false \
+    go build -trimpath -ldflags="-s -w" -o /out/nextcloud-syncer ./services/nextcloud-syncer
+
+# --- runtime: CA certificates, tzdata and a nonroot user (65532), no shell.
+FROM scratch AS runtime
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /usr/share/zoneinfo /usr/share/zoneinfo
+COPY --from=build /out/nextcloud-syncer /usr/local/bin/nextcloud-syncer
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/nextcloud-syncer"]

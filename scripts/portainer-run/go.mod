@@ -1,0 +1,3 @@
+module github.com/hevc-encoder/hevc-encoder/scripts/portainer-run
+
+go 1.26.8

@@ -1,0 +1,351 @@
+# Every resource policy and IAM policy of the stack, as JSON built here (not
+# with aws_iam_policy_document) so that `terraform test` can read the
+# rendered documents in a plan, and the Go test in deployments/deploytest
+# can read them from the HCL.
+#
+# Least privilege, one identity per service:
+#   execution role  - ECS agent: pull the image, write the task's logs
+#   processor role  - get/delete TODO/*, put DONE/* and FAILED/*, heartbeat
+#                     and delete its work message (plus s3:ListBucket, so a
+#                     missing key is a 404, not a 403)
+#   dispatcher      - receive/delete/heartbeat work messages, head/list the
+#                     bucket, delete TODO/* of finished jobs, RunTask of the
+#                     processor task definition on this cluster only, and
+#                     PassRole of the processor's two roles only
+#   home user       - s3-uploader, result-downloader, trigger, status, process
+# Resource "*" appears only where AWS offers no resource-level permission
+# (ecr:GetAuthorizationToken) or scopes by condition (ecs:ListTasks, limited
+# to this cluster with ecs:cluster).
+
+locals {
+  bucket_arn     = aws_s3_bucket.this.arn
+  todo_objects   = "${aws_s3_bucket.this.arn}/${local.todo_prefix}*"
+  done_objects   = "${aws_s3_bucket.this.arn}/${local.done_prefix}*"
+  failed_objects = "${aws_s3_bucket.this.arn}/${local.failed_prefix}*"
+
+  deny_insecure_transport = {
+    Sid       = "DenyInsecureTransport"
+    Effect    = "Deny"
+    Principal = "*"
+    Condition = { Bool = { "aws:SecureTransport" = "false" } }
+  }
+
+  # --- resource policies ---------------------------------------------------
+
+  bucket_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      merge(local.deny_insecure_transport, {
+        Action   = "s3:*"
+        Resource = [local.bucket_arn, "${local.bucket_arn}/*"]
+      }),
+      {
+        Sid       = "DenyOutdatedTLS"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [local.bucket_arn, "${local.bucket_arn}/*"]
+        Condition = { NumericLessThan = { "s3:TlsVersion" = "1.2" } }
+      },
+    ]
+  })
+
+  # Only this bucket (in this account) may send S3 events; nobody may talk to
+  # the queues without TLS. IAM principals of this account get their access
+  # from their own IAM policies below.
+  work_queue_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AllowBucketNotifications"
+        Effect    = "Allow"
+        Principal = { Service = "s3.amazonaws.com" }
+        Action    = "sqs:SendMessage"
+        Resource  = aws_sqs_queue.work.arn
+        Condition = {
+          ArnEquals    = { "aws:SourceArn" = local.bucket_arn }
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+        }
+      },
+      merge(local.deny_insecure_transport, { Action = "sqs:*", Resource = aws_sqs_queue.work.arn }),
+    ]
+  })
+
+  results_queue_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AllowBucketNotifications"
+        Effect    = "Allow"
+        Principal = { Service = "s3.amazonaws.com" }
+        Action    = "sqs:SendMessage"
+        Resource  = aws_sqs_queue.results.arn
+        Condition = {
+          ArnEquals    = { "aws:SourceArn" = local.bucket_arn }
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+        }
+      },
+      merge(local.deny_insecure_transport, { Action = "sqs:*", Resource = aws_sqs_queue.results.arn }),
+    ]
+  })
+
+  work_dlq_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [merge(local.deny_insecure_transport, { Action = "sqs:*", Resource = aws_sqs_queue.work_dlq.arn })]
+  })
+
+  results_dlq_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [merge(local.deny_insecure_transport, { Action = "sqs:*", Resource = aws_sqs_queue.results_dlq.arn })]
+  })
+
+  alarms_topic_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AllowCloudWatchAlarms"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Action    = "sns:Publish"
+        Resource  = aws_sns_topic.alarms.arn
+        Condition = {
+          ArnLike = { "aws:SourceArn" = "arn:${local.partition}:cloudwatch:${var.aws_region}:${local.account_id}:alarm:${var.name}-*" }
+        }
+      },
+      {
+        Sid       = "AllowAccountManagement"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:Publish"]
+        Resource  = aws_sns_topic.alarms.arn
+      },
+      merge(local.deny_insecure_transport, { Action = "sns:Publish", Resource = aws_sns_topic.alarms.arn }),
+    ]
+  })
+
+  ecs_tasks_assume_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = {
+        ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:*" }
+        StringEquals = { "aws:SourceAccount" = local.account_id }
+      }
+    }]
+  })
+
+  # --- identity policies ---------------------------------------------------
+
+  kms_statements = [for s in [{
+    Sid      = "BucketKey"
+    Effect   = "Allow"
+    Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    Resource = local.kms_key_arns
+  }] : s if length(local.kms_key_arns) > 0]
+
+  execution_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [{
+        Sid      = "WriteTaskLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = concat(["${aws_cloudwatch_log_group.processor.arn}:*"], [for g in aws_cloudwatch_log_group.dispatcher : "${g.arn}:*"])
+      }],
+      [for s in [
+        {
+          # GetAuthorizationToken has no resource-level permissions.
+          Sid      = "EcrAuthToken"
+          Effect   = "Allow"
+          Action   = "ecr:GetAuthorizationToken"
+          Resource = "*"
+        },
+        {
+          Sid      = "EcrPull"
+          Effect   = "Allow"
+          Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+          Resource = var.ecr_repository_arns
+        },
+      ] : s if length(var.ecr_repository_arns) > 0],
+      [for s in [{
+        Sid      = "PrivateRegistryCredentials"
+        Effect   = "Allow"
+        Action   = "secretsmanager:GetSecretValue"
+        Resource = var.repository_credentials_secret_arn
+      }] : s if var.repository_credentials_secret_arn != null],
+    )
+  })
+
+  processor_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        # Without s3:ListBucket, S3 answers 403 instead of 404 for a missing
+        # key, and a job whose input is already gone would look like a
+        # permission error and be retried until it dead-letters.
+        Sid      = "TellMissingFromDenied"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = local.bucket_arn
+      },
+      {
+        Sid      = "ReadAndRemoveWork"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:DeleteObject"]
+        Resource = local.todo_objects
+      },
+      {
+        Sid      = "WriteResultsAndFailures"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+        Resource = [local.done_objects, local.failed_objects]
+      },
+      {
+        Sid      = "HeartbeatAndAckWork"
+        Effect   = "Allow"
+        Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage"]
+        Resource = aws_sqs_queue.work.arn
+      },
+    ], local.kms_statements)
+  })
+
+  dispatcher_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ConsumeWork"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = aws_sqs_queue.work.arn
+      },
+      {
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = local.bucket_arn
+      },
+      {
+        # HeadObject needs s3:GetObject: is the result already there, does
+        # the work object still exist?
+        Sid      = "HeadWorkAndResults"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = [local.todo_objects, local.done_objects]
+      },
+      {
+        # A job whose result already exists: its TODO/ object is removed.
+        Sid      = "RemoveFinishedWork"
+        Effect   = "Allow"
+        Action   = "s3:DeleteObject"
+        Resource = local.todo_objects
+      },
+      {
+        Sid       = "RunProcessorTasks"
+        Effect    = "Allow"
+        Action    = "ecs:RunTask"
+        Resource  = local.processor_task_definition_arn_any
+        Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
+      },
+      {
+        # RunTask with tags (the job's key) needs TagResource on the task.
+        Sid       = "TagProcessorTasks"
+        Effect    = "Allow"
+        Action    = "ecs:TagResource"
+        Resource  = local.cluster_tasks_arn
+        Condition = { StringEquals = { "ecs:CreateAction" = "RunTask" } }
+      },
+      {
+        Sid      = "DescribeClusterTasks"
+        Effect   = "Allow"
+        Action   = "ecs:DescribeTasks"
+        Resource = local.cluster_tasks_arn
+      },
+      {
+        # ListTasks has no task ARN to scope to; the condition limits it to
+        # this cluster.
+        Sid       = "ListClusterTasks"
+        Effect    = "Allow"
+        Action    = "ecs:ListTasks"
+        Resource  = "*"
+        Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
+      },
+      {
+        Sid       = "PassProcessorRoles"
+        Effect    = "Allow"
+        Action    = "iam:PassRole"
+        Resource  = [aws_iam_role.processor.arn, aws_iam_role.execution.arn]
+        Condition = { StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" } }
+      },
+    ]
+  })
+
+  home_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        # List TODO/, DONE/, FAILED/; also makes HeadObject of a missing key
+        # answer 404 instead of 403.
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = local.bucket_arn
+      },
+      {
+        # Upload work; HeadObject (s3:GetObject) to skip what is queued.
+        Sid      = "UploadWork"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
+        Resource = local.todo_objects
+      },
+      {
+        Sid      = "DownloadResults"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:DeleteObject"]
+        Resource = local.done_objects
+      },
+      {
+        # status shows why a file failed.
+        Sid      = "ReadFailures"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = local.failed_objects
+      },
+      {
+        Sid      = "ConsumeResults"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = aws_sqs_queue.results.arn
+      },
+      {
+        # trigger re-queues TODO/ objects; status reads the depth.
+        Sid      = "TriggerWork"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = aws_sqs_queue.work.arn
+      },
+      {
+        # trigger --redrive moves dead letters back; status reads the depth.
+        Sid      = "RedriveDeadLetters"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"]
+        Resource = [aws_sqs_queue.work_dlq.arn, aws_sqs_queue.results_dlq.arn]
+      },
+      {
+        # trigger skips keys in flight; status counts running tasks.
+        Sid      = "DescribeClusterTasks"
+        Effect   = "Allow"
+        Action   = "ecs:DescribeTasks"
+        Resource = local.cluster_tasks_arn
+      },
+      {
+        Sid       = "ListClusterTasks"
+        Effect    = "Allow"
+        Action    = "ecs:ListTasks"
+        Resource  = "*"
+        Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
+      },
+    ], local.kms_statements)
+  })
+}
