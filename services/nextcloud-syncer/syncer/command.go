@@ -1,0 +1,59 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/url"
+	"os"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/config"
+	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
+	"github.com/rs/zerolog"
+)
+
+// Service is the service name in logs.
+const Service = "nextcloud-syncer"
+
+// Main is the whole program: read the configuration from getenv and args,
+// log to stderr, run until done (--once) or until ctx ends. --help prints
+// the variables and returns nil. Errors wrapping ErrConfig mean bad
+// configuration (exit status 2); any other error means something failed
+// (exit status 1).
+func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, _, err := LoadConfig(args, getenv)
+	if errors.Is(err, config.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, ok := stderr.(*os.File); !ok {
+		stderr = zerolog.SyncWriter(stderr) // workers log concurrently
+	}
+	log := logging.NewTo(stderr, Service, getenv("LOG_LEVEL"), getenv("LOG_FORMAT"))
+	users := make([]string, len(cfg.Users))
+	for i, u := range cfg.Users {
+		users[i] = u.Name
+	}
+	shown := cfg.URL
+	if u, err := url.Parse(cfg.URL); err == nil {
+		shown = u.Redacted()
+	}
+	log.Info().Str("url", shown).Strs("users", users).Str("key", cfg.SourceDir).
+		Str("path", cfg.Target("{user}")).Int("concurrency", cfg.Concurrency).
+		Bool("dry_run", cfg.DryRun).Bool("once", cfg.Once).Dur("interval", cfg.Interval).
+		Msg("starting")
+	return New(cfg, log).Run(ctx)
+}
+
+// ExitCode maps Main's error to the process exit status.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrConfig):
+		return 2
+	}
+	return 1
+}
