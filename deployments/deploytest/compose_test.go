@@ -28,7 +28,7 @@ func stackEnv() map[string]string {
 		"NC_URL":              "https://cloud.example.com",
 		"NC_USERS":            "alice",
 		"LIBRARY_PATH":        "/photos",
-		"IMAGE_REGISTRY":      "registry.example.com/hevc-encoder",
+		"IMAGE_REGISTRY":      "registry.invalid/hevc-encoder",
 		"IMAGE_TAG":           "1.0.0",
 	}
 }
@@ -75,7 +75,7 @@ func TestPortainerStacks(t *testing.T) {
 			for name, svc := range proj.Services {
 				// The image is the service's own, from the configured
 				// registry and tag.
-				if want := "registry.example.com/hevc-encoder/" + name + ":1.0.0"; svc.Image != want {
+				if want := "registry.invalid/hevc-encoder/" + name + ":1.0.0"; svc.Image != want {
 					t.Errorf("%s: image %s, want %s", name, svc.Image, want)
 				}
 				// Hardening.

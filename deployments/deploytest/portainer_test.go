@@ -367,8 +367,8 @@ func portainerEnv(srv *httptest.Server) map[string]string {
 
 func TestPortainerRunProcess(t *testing.T) {
 	f := newFake(t)
-	f.template("tmpl-dl", "result-downloader", "registry.example.com/hevc-encoder/result-downloader:1.2.0", templateEnv)
-	f.template("tmpl-sync", "nextcloud-syncer", "registry.example.com/hevc-encoder/nextcloud-syncer:1.2.0", []string{"NC_URL=https://cloud.example.com"})
+	f.template("tmpl-dl", "result-downloader", "registry.invalid/hevc-encoder/result-downloader:1.2.0", templateEnv)
+	f.template("tmpl-sync", "nextcloud-syncer", "registry.invalid/hevc-encoder/nextcloud-syncer:1.2.0", []string{"NC_URL=https://cloud.example.com"})
 	f.stdout, f.stderr, f.exitCode = "uploaded 3 files\nTODO 3 DONE 0\n", "warning: slow\n", 3
 	srv := httptest.NewServer(f)
 	defer srv.Close()
@@ -409,8 +409,8 @@ func TestPortainerRunProcess(t *testing.T) {
 	}
 
 	body := f.created[0]
-	if body["Image"] != "registry.example.com/hevc-encoder/sqs-dispatcher:1.2.0" {
-		t.Errorf("image %v, want the dispatcher at the stack's tag", body["Image"])
+	if body["Image"] != "registry.invalid/hevc-encoder/result-downloader:1.2.0" {
+		t.Errorf("image %v, want the downloader at the stack's tag", body["Image"])
 	}
 	if got := toStrings(body["Cmd"]); !slices.Equal(got, []string{"process", "--skip-upload"}) {
 		t.Errorf("cmd %v, want [process --skip-upload]", got)
@@ -455,7 +455,7 @@ func toStrings(v any) []string {
 
 func TestPortainerRunSync(t *testing.T) {
 	f := newFake(t)
-	f.template("tmpl-sync", "nextcloud-syncer", "registry.example.com/hevc-encoder/nextcloud-syncer@sha256:"+strings.Repeat("a", 64),
+	f.template("tmpl-sync", "nextcloud-syncer", "registry.invalid/hevc-encoder/nextcloud-syncer@sha256:"+strings.Repeat("a", 64),
 		[]string{"PATH=/x", "NC_URL=https://cloud.example.com", "NC_USERS=alice", "NC_PASS_alice_FILE=/run/secrets/nc_pass_alice", "ONCE=false", "LIBRARY_ROOT=/library"})
 	f.stdout = "alice: 12 files moved\n"
 	srv := httptest.NewServer(f)
@@ -473,7 +473,7 @@ func TestPortainerRunSync(t *testing.T) {
 	}
 	body := f.created[0]
 	// Same service: the very image of the stack, digest and all.
-	if body["Image"] != "registry.example.com/hevc-encoder/nextcloud-syncer@sha256:"+strings.Repeat("a", 64) {
+	if body["Image"] != "registry.invalid/hevc-encoder/nextcloud-syncer@sha256:"+strings.Repeat("a", 64) {
 		t.Errorf("image %v", body["Image"])
 	}
 	if cmd := body["Cmd"].([]any); len(cmd) != 0 {
@@ -487,14 +487,14 @@ func TestPortainerRunSync(t *testing.T) {
 
 func TestPortainerRunPullsMissingImageAndClearsLeftover(t *testing.T) {
 	f := newFake(t)
-	f.template("tmpl-dl", "result-downloader", "registry.example.com/hevc-encoder/result-downloader:1.2.0", templateEnv)
+	f.template("tmpl-dl", "result-downloader", "registry.invalid/hevc-encoder/result-downloader:1.2.0", templateEnv)
 	f.containers["hevc-encoder-trigger"] = map[string]any{"Id": "old1", "State": map[string]any{"Running": false, "Status": "exited"},
 		"Config": map[string]any{"Labels": map[string]string{}}}
 	f.createStatus = []int{http.StatusConflict, http.StatusNotFound}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	env := portainerEnv(srv)
-	env["IMAGE_REGISTRY"] = "ghcr.io/me/hevc"
+	env["IMAGE_REGISTRY"] = "registry.invalid/me/hevc"
 	env["IMAGE_TAG"] = "2.0.0"
 
 	res := runTool(t, env, "trigger", "--redrive")
@@ -519,7 +519,7 @@ func TestPortainerRunPullsMissingImageAndClearsLeftover(t *testing.T) {
 	if got := f.callList(); !slices.Equal(got, want) {
 		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if got := f.queries[7].Get("fromImage"); got != "ghcr.io/me/hevc/sqs-dispatcher:2.0.0" {
+	if got := f.queries[7].Get("fromImage"); got != "registry.invalid/me/hevc/sqs-dispatcher:2.0.0" {
 		t.Errorf("pulled %q, want IMAGE_REGISTRY/sqs-dispatcher:IMAGE_TAG", got)
 	}
 	if got := toStrings(f.created[2]["Cmd"]); !slices.Equal(got, []string{"trigger", "--redrive"}) {
@@ -529,7 +529,7 @@ func TestPortainerRunPullsMissingImageAndClearsLeftover(t *testing.T) {
 
 func TestPortainerRunRefusesWhileRunning(t *testing.T) {
 	f := newFake(t)
-	f.template("tmpl-dl", "result-downloader", "registry.example.com/hevc-encoder/result-downloader:1.2.0", templateEnv)
+	f.template("tmpl-dl", "result-downloader", "registry.invalid/hevc-encoder/result-downloader:1.2.0", templateEnv)
 	f.containers["hevc-encoder-status"] = map[string]any{"Id": "old2", "State": map[string]any{"Running": true, "Status": "running"},
 		"Config": map[string]any{"Labels": map[string]string{}}}
 	f.createStatus = []int{http.StatusConflict}
@@ -595,7 +595,7 @@ func TestPortainerRunErrorsDoNotLeakTheKey(t *testing.T) {
 // Ctrl-C while the job runs stops and removes its container.
 func TestPortainerRunInterruptStopsTheJob(t *testing.T) {
 	f := newFake(t)
-	f.template("tmpl-dl", "result-downloader", "registry.example.com/hevc-encoder/result-downloader:1.2.0", templateEnv)
+	f.template("tmpl-dl", "result-downloader", "registry.invalid/hevc-encoder/result-downloader:1.2.0", templateEnv)
 	f.stdout, f.blockLogs = "waiting for results\n", true
 	srv := httptest.NewServer(f)
 	defer srv.Close()

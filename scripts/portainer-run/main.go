@@ -54,7 +54,7 @@ var Jobs = map[string]Job{
 		Help: "one nextcloud-syncer pass now (Nextcloud → library)",
 	},
 	"process": {
-		Name: "process", Service: "sqs-dispatcher", Template: "result-downloader", Args: []string{"process"},
+		Name: "process", Service: "result-downloader", Template: "result-downloader", Args: []string{"process"},
 		Help: "upload new videos to TODO/, then wait while the results come home (--skip-upload: only wait)",
 	},
 	"trigger": {

@@ -10,7 +10,7 @@ import (
 func TestJobImage(t *testing.T) {
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	none := env(nil)
-	process, sync := Jobs["process"], Jobs["sync"]
+	trigger, sync := Jobs["trigger"], Jobs["sync"]
 	for _, c := range []struct {
 		getenv   func(string) string
 		tmpl     string
@@ -18,14 +18,14 @@ func TestJobImage(t *testing.T) {
 		want     string
 		wantFail bool
 	}{
-		{none, "ghcr.io/me/hevc/result-downloader:1.2", process, "ghcr.io/me/hevc/sqs-dispatcher:1.2", false},
-		{none, "registry.lan:5000/result-downloader", process, "registry.lan:5000/sqs-dispatcher", false},
-		{none, "result-downloader:dev", process, "sqs-dispatcher:dev", false},
-		{none, "ghcr.io/me/hevc/downloader:1.2", process, "", true},
-		{none, "ghcr.io/me/hevc/result-downloader@sha256:abc", process, "", true},
-		{none, "ghcr.io/me/hevc/nextcloud-syncer@sha256:abc", sync, "ghcr.io/me/hevc/nextcloud-syncer@sha256:abc", false},
-		{env(map[string]string{"IMAGE_REGISTRY": "reg.example/x/", "IMAGE_TAG": "9"}), "whatever", process, "reg.example/x/sqs-dispatcher:9", false},
-		{env(map[string]string{"IMAGE_REGISTRY": "reg.example/x"}), "whatever", sync, "reg.example/x/nextcloud-syncer:latest", false},
+		{none, "registry.invalid/me/hevc/result-downloader:1.2", trigger, "registry.invalid/me/hevc/sqs-dispatcher:1.2", false},
+		{none, "registry.invalid:5000/result-downloader", trigger, "registry.invalid:5000/sqs-dispatcher", false},
+		{none, "result-downloader:dev", trigger, "sqs-dispatcher:dev", false},
+		{none, "registry.invalid/me/hevc/downloader:1.2", trigger, "", true},
+		{none, "registry.invalid/me/hevc/result-downloader@sha256:abc", trigger, "", true},
+		{none, "registry.invalid/me/hevc/nextcloud-syncer@sha256:abc", sync, "registry.invalid/me/hevc/nextcloud-syncer@sha256:abc", false},
+		{env(map[string]string{"IMAGE_REGISTRY": "registry.invalid/x/", "IMAGE_TAG": "9"}), "whatever", trigger, "registry.invalid/x/sqs-dispatcher:9", false},
+		{env(map[string]string{"IMAGE_REGISTRY": "registry.invalid/x"}), "whatever", sync, "registry.invalid/x/nextcloud-syncer:latest", false},
 	} {
 		got, err := jobImage(c.getenv, c.tmpl, c.job)
 		if c.wantFail != (err != nil) || got != c.want {

@@ -1,24 +1,30 @@
 // Command result-downloader installs DONE/<rel>-hevc.mp4 results beside
 // their originals in the library and removes the originals once verified.
+// `result-downloader process` is the one-shot flow: upload, then wait for
+// and install the results.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
-	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
+	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
+	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/process"
+	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := realMain(ctx, os.Args[1:])
+	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, config.ErrHelp) {
 		return
@@ -29,20 +35,68 @@ func main() {
 	}
 }
 
-func realMain(ctx context.Context, args []string) error {
+const about = `Installs results: consumes the results queue (S3 ObjectCreated on DONE/)
+and lists DONE/ at start and every RECONCILE_INTERVAL. Each DONE/<rel>-hevc.mp4
+is downloaded beside its original, its checksum and video verified against
+the original, fsynced, renamed to <rel>-hevc.mp4 (never over another file),
+given the original's mtime and mode; then the original, the DONE/ object and
+the message are deleted. Results that fail verification or whose name is
+taken stay in DONE/ and are reported; keys that would escape the library are
+refused. Runs until SIGINT/SIGTERM.
+
+Subcommand:
+  result-downloader process [flags]   upload, then wait for and install the
+                                      results (see process --help)`
+
+const aboutProcess = `Runs s3-uploader once over the library, then installs results as they
+arrive until TODO/ and DONE/ are empty (or --timeout passes), printing
+queued / processing / done / failed as it goes: bars on a terminal, log
+lines otherwise. --skip-upload only waits and installs. With --dry-run it
+only lists what would be uploaded. Exits 0 when everything was converted;
+1 when anything failed, was not installed, or is still pending at the
+timeout. WORK_QUEUE_URL is optional: with it, "processing" counts the jobs
+running; without it, everything in TODO/ counts as queued.`
+
+// crashEnv names a crash point at which the process kills itself with
+// SIGKILL; tests use it to check that a re-run converges. Not for users.
+const crashEnv = "RESULT_DOWNLOADER_CRASH_AT"
+
+func crashHook() func(string) {
+	at := os.Getenv(crashEnv)
+	if at == "" {
+		return nil
+	}
+	return func(point string) {
+		if point == at {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal arrives
+		}
+	}
+}
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "process" {
+		return processMain(ctx, args[1:], stdout, stderr)
+	}
 	var (
 		store  adapters.Store
 		queues adapters.Queues
 		cfg    downloader.Config
 	)
-	set := config.New("result-downloader", "Consumes the results queue (and lists DONE/ every RECONCILE_INTERVAL) and installs each verified <rel>-hevc.mp4 beside its original, then removes the original and the DONE/ object.")
+	set := config.New("result-downloader", about)
+	set.FlagSet().SetOutput(stderr)
 	store.Bind(set)
 	queues.Bind(set, "", "optional")
 	cfg.Bind(set)
 	if err := set.Parse(args); err != nil {
 		return err
 	}
-	log := logging.New("result-downloader")
+	if len(set.Args()) > 0 {
+		return fmt.Errorf("unexpected arguments %q (see --help)", set.Args())
+	}
+	prog := progress.New(stderr, progress.Options{})
+	defer prog.Close()
+	log := prog.NewLogger("result-downloader")
 	st, err := store.Open(ctx)
 	if err != nil {
 		return err
@@ -51,6 +105,81 @@ func realMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	d := &downloader.Downloader{Store: st, Queue: q, Cfg: cfg, Log: log}
+	if q == nil {
+		log.Warn().Dur("interval", cfg.Reconcile).Msg("no RESULTS_QUEUE_URL: results are found only by listing DONE/")
+	}
+	d := &downloader.Downloader{Store: st, Queue: q, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook()}
+	log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Msg("started")
 	return d.Run(ctx)
+}
+
+func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		store         adapters.Store
+		queues        adapters.Queues
+		up            uploader.Config
+		down          downloader.Config
+		root          string
+		concurrency   int
+		skipUpload    bool
+		timeout, poll time.Duration
+	)
+	set := config.New("result-downloader process", aboutProcess)
+	set.FlagSet().SetOutput(stderr)
+	store.Bind(set)
+	queues.Bind(set, "optional", "optional")
+	set.String(&root, "LIBRARY_ROOT", "", "library root directory", config.Required())
+	set.Int(&concurrency, "CONCURRENCY", 4, "parallel uploads, and results installed at once")
+	up.BindSelection(set)
+	down.BindModes(set)
+	set.Bool(&skipUpload, "SKIP_UPLOAD", false, "do not upload; only wait for the work already queued and install its results")
+	set.Duration(&timeout, "TIMEOUT", 0, "stop waiting after this long (e.g. 6h); 0 waits until everything is done")
+	set.Duration(&poll, "POLL_INTERVAL", 30*time.Second, "how often TODO/, DONE/ and FAILED/ are listed")
+	set.Check(func() error {
+		if concurrency < 1 {
+			return fmt.Errorf("CONCURRENCY must be at least 1, got %d", concurrency)
+		}
+		if timeout < 0 || poll <= 0 {
+			return fmt.Errorf("TIMEOUT must not be negative and POLL_INTERVAL must be positive")
+		}
+		return nil
+	})
+	if err := set.Parse(args); err != nil {
+		return err
+	}
+	if len(set.Args()) > 0 {
+		return fmt.Errorf("unexpected arguments %q (see process --help)", set.Args())
+	}
+	prog := progress.New(stderr, progress.Options{})
+	defer prog.Close()
+	log := prog.NewLogger("result-downloader")
+	st, err := store.Open(ctx)
+	if err != nil {
+		return err
+	}
+	results, err := queues.Open(ctx, queues.Results, store.Region)
+	if err != nil {
+		return err
+	}
+	work, err := queues.Open(ctx, queues.Work, store.Region)
+	if err != nil {
+		return err
+	}
+	up.Root, up.Concurrency = root, concurrency
+	down.Root, down.Concurrency, down.Wait = root, concurrency, min(poll, 20*time.Second)
+	o := process.Options{
+		Store: st, Work: work, Poll: poll, Timeout: timeout, Progress: prog, Log: log,
+		Downloader: &downloader.Downloader{Store: st, Queue: results, Cfg: down, Log: log, Progress: prog, Crash: crashHook()},
+	}
+	if !skipUpload {
+		o.Uploader = &uploader.Uploader{Store: st, Cfg: up, Log: log.With().Str("step", "upload").Logger(), Progress: prog}
+	} else if up.DryRun {
+		return fmt.Errorf("--dry-run only applies to the upload; it cannot be combined with --skip-upload")
+	}
+	rep, err := process.Run(ctx, o)
+	prog.Close()
+	log.Info().Int("installed", rep.Installed).Int("failed", len(rep.Failed)).Int("queued", rep.Queued).
+		Int("processing", rep.Processing).Int("waiting", rep.Waiting).Bool("timed_out", rep.TimedOut).Msg("process finished")
+	rep.Print(stdout)
+	return err
 }

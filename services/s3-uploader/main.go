@@ -6,19 +6,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
-	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
+	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := realMain(ctx, os.Args[1:])
+	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, config.ErrHelp) {
 		return
@@ -29,24 +30,41 @@ func main() {
 	}
 }
 
-func realMain(ctx context.Context, args []string) error {
+const about = `Walks the library once and uploads every H.264 .mp4 to TODO/<rel>.mp4
+(with its size, mtime and SHA-256), skipping: *-hevc.mp4 results; files with
+a -hevc.mp4 sibling (reported: a verified HEVC copy, or a stranger with that
+name); files that are already HEVC; files whose TODO/ object, DONE/ result
+or FAILED/ record was made from the same bytes; files modified within
+MIN_AGE; excluded names. Prints a summary; exits 1 if any upload failed.
+On a terminal each upload shows a progress bar.`
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		store adapters.Store
 		cfg   uploader.Config
 	)
-	set := config.New("s3-uploader", "Walks the library once and uploads every H.264 .mp4 without a result to TODO/ (with its size, mtime and SHA-256).")
+	set := config.New("s3-uploader", about)
+	set.FlagSet().SetOutput(stderr)
 	store.Bind(set)
 	cfg.Bind(set)
 	if err := set.Parse(args); err != nil {
 		return err
 	}
-	log := logging.New("s3-uploader")
+	if len(set.Args()) > 0 {
+		return fmt.Errorf("unexpected arguments %q (see --help)", set.Args())
+	}
+	prog := progress.New(stderr, progress.Options{})
+	defer prog.Close()
+	log := prog.NewLogger("s3-uploader")
 	st, err := store.Open(ctx)
 	if err != nil {
 		return err
 	}
-	u := &uploader.Uploader{Store: st, Cfg: cfg, Log: log}
+	u := &uploader.Uploader{Store: st, Cfg: cfg, Log: log, Progress: prog}
 	sum, err := u.Run(ctx)
-	log.Info().Str("summary", sum.String()).Msg("done")
+	prog.Close()
+	log.Info().Int("uploaded", sum.Uploaded).Int64("bytes", sum.Bytes).Int("failed", sum.Failed).
+		Int("would_upload", sum.WouldUpload).Str("summary", sum.String()).Msg("done")
+	sum.Print(stdout, cfg.DryRun)
 	return err
 }

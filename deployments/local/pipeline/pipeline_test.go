@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -284,7 +285,7 @@ func TestKilledMidWayConverges(t *testing.T) {
 			killed := false
 			sc := bufio.NewScanner(stderr)
 			for sc.Scan() {
-				if strings.Contains(sc.Text(), `"message":"`+killAt) {
+				if msg := regexp.MustCompile(`"message":"([^"]*)"`).FindStringSubmatch(sc.Text()); msg != nil && strings.Contains(msg[1], killAt) {
 					cmd.Process.Signal(syscall.SIGKILL)
 					killed = true
 					break

@@ -1,5 +1,15 @@
 // Package downloader is result-downloader's logic: bring DONE/<rel>-hevc.mp4
 // home beside its original, verified, then remove the original.
+//
+// For each result: download to a temp file beside the original (checksum
+// verified while reading and again against the recorded SHA-256) → check
+// that it is a result of this very original (source size and SHA-256
+// recorded at upload) and that its video matches the original (streams,
+// duration, decodes) → fsync → link to <rel>-hevc.mp4 without ever
+// replacing an existing file → mtime, mode (and owner, where allowed) as
+// the original's → fsync the directory → delete the original → delete the
+// DONE/ object → delete the message. Every step can be interrupted and run
+// again: an installed file identical to the DONE/ object counts as done.
 package downloader
 
 import (
@@ -7,9 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,6 +32,7 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/events"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 )
@@ -29,15 +44,61 @@ type Config struct {
 	FileMode, DirMode int
 	Reconcile         time.Duration
 	Wait              time.Duration // long-poll wait
+	// Concurrency is the number of results installed at once (<= 0: 1).
+	Concurrency int
+	// Hold is how long a message being worked on is kept invisible; it is
+	// extended every Hold/2 (default 5 min).
+	Hold time.Duration
+	// RetryDelay is how soon a message whose result failed transiently is
+	// delivered again (default 30 s).
+	RetryDelay time.Duration
+
+	fileMode, dirMode string
 }
 
 // Bind registers the downloader's variables.
 func (c *Config) Bind(s *config.Set) {
 	s.String(&c.Root, "LIBRARY_ROOT", "", "library root directory", config.Required())
-	s.Int(&c.FileMode, "FILE_MODE", 0, "mode of installed files, e.g. 420 (0644); 0 keeps the original's")
-	s.Int(&c.DirMode, "DIR_MODE", 0o755, "mode of directories created, e.g. 493 (0755)")
-	s.Duration(&c.Reconcile, "RECONCILE_INTERVAL", 10*time.Minute, "how often DONE/ is listed in case events were lost")
+	s.Duration(&c.Reconcile, "RECONCILE_INTERVAL", 10*time.Minute, "how often DONE/ is listed in case events were lost (0: only at start)")
+	s.Int(&c.Concurrency, "CONCURRENCY", 2, "results installed at once")
 	c.Wait = 20 * time.Second
+	s.Check(func() error {
+		if c.Concurrency < 1 {
+			return fmt.Errorf("CONCURRENCY must be at least 1, got %d", c.Concurrency)
+		}
+		if c.Reconcile < 0 {
+			return fmt.Errorf("RECONCILE_INTERVAL must not be negative, got %s", c.Reconcile)
+		}
+		return nil
+	})
+	c.BindModes(s)
+}
+
+// BindModes registers FILE_MODE and DIR_MODE, for commands that bind the
+// other variables themselves.
+func (c *Config) BindModes(s *config.Set) {
+	s.String(&c.fileMode, "FILE_MODE", "", "octal mode of installed files, e.g. 0644; empty keeps the original's")
+	s.String(&c.dirMode, "DIR_MODE", "0755", "octal mode of directories created")
+	s.Check(func() error {
+		var err error
+		if c.FileMode, err = parseMode("FILE_MODE", c.fileMode); err != nil {
+			return err
+		}
+		c.DirMode, err = parseMode("DIR_MODE", c.dirMode)
+		return err
+	})
+}
+
+func parseMode(name, v string) (int, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimPrefix(v, "0o"), 8, 32)
+	if err != nil || n > 0o7777 {
+		return 0, fmt.Errorf("%s: not an octal mode (e.g. 0644): %q", name, v)
+	}
+	return int(n), nil
 }
 
 // Outcome of one result.
@@ -50,6 +111,15 @@ const (
 	Refused   Outcome = "refused"   // key outside the library rules
 	Rejected  Outcome = "rejected"  // result failed verification: original kept
 	Missing   Outcome = "gone"      // DONE/ object no longer exists
+	busy      Outcome = "busy"      // being installed by another goroutine
+)
+
+// Crash points: Crash is called there (tests kill the process to check
+// that a re-run converges).
+const (
+	CrashDownloaded      = "downloaded"       // verified temp file fsynced, not yet renamed
+	CrashInstalled       = "installed"        // renamed into place, original not yet deleted
+	CrashOriginalRemoved = "original-removed" // original deleted, DONE/ object not yet deleted
 )
 
 // Result describes one handled DONE/ object.
@@ -57,7 +127,12 @@ type Result struct {
 	Key, Path     string
 	Outcome       Outcome
 	Before, After int64 // bytes of the original and of the HEVC file
-	Err           error
+	// SHA256 of the DONE/ object (identifies the version of a result that
+	// could not be installed).
+	SHA256 string
+	// Reason says why a result was refused, rejected or collided.
+	Reason string
+	Err    error
 }
 
 // Downloader installs results.
@@ -66,8 +141,24 @@ type Downloader struct {
 	Queue queue.Queue // results queue; nil: reconcile only
 	Cfg   Config
 	Log   zerolog.Logger
-	// OnResult, if set, sees every handled object.
+	// OnResult, if set, sees every handled object (from any goroutine).
 	OnResult func(Result)
+	// Progress, if set, shows each download.
+	Progress *progress.Progress
+	// Crash, if set, is called at each crash point.
+	Crash func(point string)
+
+	mu       sync.Mutex
+	busy     map[string]bool
+	rejected map[string]rejection // key → last rejection, to avoid re-downloading it
+	reported map[string]string    // key → last problem logged at error level
+}
+
+type rejection struct {
+	sha, orig string
+	origSize  int64
+	origMtime time.Time
+	reason    string
 }
 
 // Run reconciles, then consumes the results queue until ctx ends,
@@ -85,13 +176,17 @@ func (d *Downloader) Run(ctx context.Context) error {
 			last = time.Now()
 		}
 		if d.Queue == nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Until(last.Add(d.Cfg.Reconcile))):
+			if d.Cfg.Reconcile <= 0 {
+				<-ctx.Done()
+				break
 			}
+			sleep(ctx, time.Until(last.Add(d.Cfg.Reconcile)))
 			continue
 		}
 		wait := d.Cfg.Wait
+		if wait <= 0 {
+			wait = 20 * time.Second
+		}
 		if d.Cfg.Reconcile > 0 {
 			wait = min(wait, max(time.Second, time.Until(last.Add(d.Cfg.Reconcile))))
 		}
@@ -103,34 +198,88 @@ func (d *Downloader) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, m := range msgs {
-			d.handleMessage(ctx, m)
-		}
+		d.parallel(len(msgs), func(i int) { d.handleMessage(ctx, msgs[i]) })
 	}
 	return nil
+}
+
+// parallel runs fn(0..n-1) with at most Cfg.Concurrency at once.
+func (d *Downloader) parallel(n int, fn func(i int)) {
+	sem := make(chan struct{}, max(1, d.Cfg.Concurrency))
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 func (d *Downloader) handleMessage(ctx context.Context, m queue.Message) {
 	recs, err := events.Parse(m.Body)
 	if err != nil {
 		d.Log.Error().Err(err).Str("message", m.ID).Msg("unreadable results message; deleted")
-		d.Queue.Delete(ctx, m.Receipt)
+		if err := d.Queue.Delete(ctx, m.Receipt); err != nil {
+			d.Log.Warn().Err(err).Msg("delete results message")
+		}
 		return
 	}
+	stop := d.hold(ctx, m.Receipt)
 	retry := false
 	for _, r := range recs {
 		if !strings.HasPrefix(r.Key, library.DonePrefix) {
+			d.Log.Warn().Str("key", r.Key).Msg("results message names a key outside DONE/; ignored")
 			continue
 		}
 		if _, err := d.Install(ctx, r.Key); err != nil {
 			retry = true
 		}
 	}
-	if !retry {
-		if err := d.Queue.Delete(ctx, m.Receipt); err != nil {
-			d.Log.Warn().Err(err).Msg("delete results message")
-		}
+	stop()
+	if ctx.Err() != nil {
+		return // reappears after its visibility timeout; reconcile covers it too
 	}
+	if retry {
+		delay := d.Cfg.RetryDelay
+		if delay <= 0 {
+			delay = 30 * time.Second
+		}
+		if err := d.Queue.ChangeVisibility(ctx, m.Receipt, delay); err != nil {
+			d.Log.Debug().Err(err).Msg("schedule results message retry")
+		}
+		return
+	}
+	if err := d.Queue.Delete(context.WithoutCancel(ctx), m.Receipt); err != nil {
+		d.Log.Warn().Err(err).Msg("delete results message")
+	}
+}
+
+// hold keeps a message invisible while its result is installed (a large
+// download and its verification can outlast the queue's visibility timeout).
+func (d *Downloader) hold(ctx context.Context, receipt string) (stop func()) {
+	hold := d.Cfg.Hold
+	if hold <= 0 {
+		hold = 5 * time.Minute
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if err := d.Queue.ChangeVisibility(hctx, receipt, hold); err != nil && hctx.Err() == nil {
+				d.Log.Debug().Err(err).Msg("extend results message visibility")
+			}
+			select {
+			case <-hctx.Done():
+				return
+			case <-time.After(hold / 2):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // Reconcile installs every object under DONE/.
@@ -142,35 +291,96 @@ func (d *Downloader) Reconcile(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("list %s: %w", library.DonePrefix, err)
 	}
+	var mu sync.Mutex
 	var errs []error
-	for _, k := range keys {
-		if _, err := d.Install(ctx, k); err != nil {
-			errs = append(errs, err)
+	d.parallel(len(keys), func(i int) {
+		if ctx.Err() != nil {
+			return
 		}
+		if _, err := d.Install(ctx, keys[i]); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	return errors.Join(errs...)
 }
 
+// Busy is the number of results being installed right now.
+func (d *Downloader) Busy() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.busy)
+}
+
+func (d *Downloader) acquire(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.busy == nil {
+		d.busy = map[string]bool{}
+	}
+	if d.busy[key] {
+		return false
+	}
+	d.busy[key] = true
+	return true
+}
+
+func (d *Downloader) release(key string) {
+	d.mu.Lock()
+	delete(d.busy, key)
+	d.mu.Unlock()
+}
+
+func (d *Downloader) crash(point string) {
+	if d.Crash != nil {
+		d.Crash(point)
+	}
+}
+
 // Install brings one DONE/ object home. It returns an error only for
-// failures worth retrying; refusals are reported in the Result and logged.
+// failures worth retrying (network, disk, a cancelled ctx); refusals,
+// rejections and collisions are reported in the Result (Outcome, Reason),
+// logged, and leave the original and the DONE/ object in place.
 func (d *Downloader) Install(ctx context.Context, key string) (res Result, err error) {
 	res.Key = key
 	log := d.Log.With().Str("key", key).Logger()
 	defer func() {
 		res.Err = err
-		if d.OnResult != nil {
+		if err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("install failed; will retry")
+		}
+		if d.OnResult != nil && res.Outcome != busy {
 			d.OnResult(res)
 		}
 	}()
-	hevcRel, stem, err := library.RelsFromDone(key)
-	if err != nil {
-		res.Outcome = Refused
-		log.Error().Err(err).Msg("refused: key would escape the library")
+	refuse := func(e error) (Result, error) {
+		res.Outcome, res.Reason = Refused, e.Error()
+		d.logProblem(log, key, res.Reason).Err(e).Msg("refused: key would escape the library; nothing written")
 		return res, nil
 	}
-	target, _ := library.Path(d.Cfg.Root, hevcRel)
+	hevcRel, stem, err := library.RelsFromDone(key)
+	if err != nil {
+		return refuse(err)
+	}
+	target, err := library.Path(d.Cfg.Root, hevcRel)
+	if err != nil {
+		return refuse(err)
+	}
+	if err := d.inside(target); err != nil {
+		return refuse(err)
+	}
 	res.Path = target
-	orig, origInfo := findOriginal(d.Cfg.Root, stem)
+	log = log.With().Str("file", hevcRel).Logger()
+	if !d.acquire(key) {
+		res.Outcome = busy
+		return res, nil
+	}
+	defer d.release(key)
+	sweepTemps(filepath.Dir(target), log)
 
 	obj, err := d.Store.Head(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -180,32 +390,110 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	if err != nil {
 		return res, fmt.Errorf("head %s: %w", key, err)
 	}
-	res.After = obj.Size
-
-	if _, err := os.Lstat(target); err == nil {
-		// Either our own earlier install (crash before cleanup) or a
-		// stranger: only a byte-identical file counts as ours.
-		sha, _, herr := library.FileSHA256(target)
-		if herr != nil || obj.SHA256 == "" || sha != obj.SHA256 {
-			res.Outcome = Collision
-			log.Error().Str("existing", target).Msg("not installed: a different file already has this name; resolve by hand (the result stays in DONE/)")
-			return res, nil
-		}
-		log.Info().Msg("already installed; finishing cleanup")
-		return d.cleanup(ctx, key, orig, origInfo, res)
+	res.After, res.SHA256 = obj.Size, obj.SHA256
+	reject := func(reason string) (Result, error) {
+		res.Outcome, res.Reason = Rejected, reason
+		d.logProblem(log, key, reason).Str("reason", reason).Msg("not installed; original kept, result left in DONE/")
+		return res, nil
 	}
+	if obj.SHA256 == "" {
+		return reject("the object has no recorded SHA-256, so its download cannot be verified")
+	}
+
+	orig, origInfo, err := d.findOriginal(stem, obj)
+	if err != nil {
+		var mm mismatch
+		if errors.As(err, &mm) {
+			return reject(mm.Error())
+		}
+		return res, err
+	}
+	if orig != "" {
+		res.Before = origInfo.Size()
+		log = log.With().Str("original", filepath.Base(orig)).Logger()
+	}
+
+	if fi, err := os.Lstat(target); err == nil {
+		return d.resume(ctx, key, target, fi, obj, orig, origInfo, res, log)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return res, fmt.Errorf("check %s: %w", target, err)
+	}
+
+	if r, ok := d.knownRejection(key, obj, orig, origInfo); ok {
+		log.Debug().Msg("rejected before; not downloading again")
+		res.Outcome, res.Reason = Rejected, r
+		return res, nil
+	}
+	remember := func(reason string) (Result, error) {
+		d.rememberRejection(key, obj, orig, origInfo, reason)
+		return reject(reason)
+	}
+
+	var origProbe media.Info
+	if orig != "" {
+		if origProbe, err = media.Probe(ctx, orig); err != nil {
+			if errors.Is(err, media.ErrBadInput) {
+				return remember("the original does not probe, so the result cannot be compared with it: " + err.Error())
+			}
+			return res, fmt.Errorf("probe original %s: %w", orig, err)
+		}
+	}
+
+	tmp, err := newTemp(target, os.FileMode(d.Cfg.DirMode))
+	if err != nil {
+		return res, err
+	}
+	defer tmp.abort()
+	start := time.Now()
+	r, _, err := d.Store.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		res.Outcome = Missing
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("get %s: %w", key, err)
+	}
+	tr := d.Progress.Start(hevcRel, obj.Size)
+	_, err = io.Copy(tmp, tr.Reader(r))
+	r.Close()
+	tr.Done(err != nil)
+	if errors.Is(err, storage.ErrChecksum) {
+		return remember("download does not match its recorded checksum: " + err.Error())
+	}
+	if err != nil {
+		return res, fmt.Errorf("download %s: %w", key, err)
+	}
+	if tmp.n != obj.Size || !strings.EqualFold(tmp.sum(), obj.SHA256) {
+		return remember(fmt.Sprintf("download does not match its recorded checksum: %d bytes with sha256 %s, recorded %d bytes with sha256 %s",
+			tmp.n, tmp.sum(), obj.Size, obj.SHA256))
+	}
+	if err := tmp.sync(); err != nil {
+		return res, err
+	}
+	if orig != "" {
+		if _, err := media.Verify(ctx, origProbe, tmp.name()); err != nil {
+			if errors.Is(err, media.ErrVerify) || errors.Is(err, media.ErrBadInput) {
+				return remember("result does not match its original: " + strings.ReplaceAll(err.Error(), tmp.name(), hevcRel))
+			}
+			return res, fmt.Errorf("verify %s: %w", key, err)
+		}
+	} else if reason, err := verifyAlone(ctx, tmp.name(), obj); err != nil {
+		return res, fmt.Errorf("verify %s: %w", key, err)
+	} else if reason != "" {
+		return remember(reason)
+	}
+	d.crash(CrashDownloaded)
 
 	mode := os.FileMode(d.Cfg.FileMode)
 	var mtime time.Time
-	var origProbe media.Info
+	uid, gid := -1, -1
 	if orig != "" {
-		res.Before = origInfo.Size()
 		mtime = origInfo.ModTime()
 		if mode == 0 {
 			mode = origInfo.Mode().Perm()
 		}
-		if origProbe, err = media.Probe(ctx, orig); err != nil {
-			return res, fmt.Errorf("probe original %s: %w", orig, err)
+		if st, ok := origInfo.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
 		}
 	} else if t, perr := time.Parse(time.RFC3339Nano, obj.Metadata[storage.MetaSourceMtime]); perr == nil {
 		mtime = t
@@ -213,66 +501,73 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	if mode == 0 {
 		mode = 0o644
 	}
-
-	tmp, err := library.CreateTemp(target, os.FileMode(d.Cfg.DirMode))
-	if err != nil {
-		return res, err
-	}
-	defer tmp.Abort()
-	start := time.Now()
-	r, _, err := d.Store.Get(ctx, key)
-	if err != nil {
-		return res, fmt.Errorf("get %s: %w", key, err)
-	}
-	_, err = io.Copy(tmp, r)
-	r.Close()
-	if errors.Is(err, storage.ErrChecksum) {
-		res.Outcome = Rejected
-		log.Error().Err(err).Msg("not installed: download does not match its checksum; original kept")
-		return res, nil
-	}
-	if err != nil {
-		return res, fmt.Errorf("download %s: %w", key, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return res, err
-	}
-	if orig != "" {
-		if _, err := media.Verify(ctx, origProbe, tmp.Name()); err != nil {
-			if errors.Is(err, media.ErrVerify) || errors.Is(err, media.ErrBadInput) {
-				res.Outcome = Rejected
-				log.Error().Err(err).Str("original", orig).Msg("not installed: result does not match its original; original kept")
-				return res, nil
-			}
-			return res, fmt.Errorf("verify %s: %w", key, err)
-		}
-	}
-	if !mtime.IsZero() {
-		if err := os.Chtimes(tmp.Name(), mtime, mtime); err != nil {
-			return res, fmt.Errorf("set mtime of %s: %w", target, err)
-		}
-	}
-	if err := tmp.Commit(obj.Size, obj.SHA256, mode); err != nil {
+	if err := tmp.commit(target, mode, mtime, uid, gid); err != nil {
 		if errors.Is(err, library.ErrExists) {
-			res.Outcome = Collision
-			log.Error().Str("existing", target).Msg("not installed: name taken while downloading")
-			return res, nil
-		}
-		if errors.Is(err, library.ErrChecksum) {
-			res.Outcome = Rejected
-			log.Error().Err(err).Msg("not installed; original kept")
-			return res, nil
+			// Someone (another downloader?) installed it meanwhile.
+			if fi, lerr := os.Lstat(target); lerr == nil {
+				tmp.abort()
+				return d.resume(ctx, key, target, fi, obj, orig, origInfo, res, log)
+			}
 		}
 		return res, err
 	}
 	secs := time.Since(start).Seconds()
-	log.Info().Str("file", hevcRel).Int64("bytes", obj.Size).Float64("MBps", float64(obj.Size)/1e6/max(secs, 1e-6)).Msg("installed")
-	return d.cleanup(ctx, key, orig, origInfo, res)
+	log.Info().Int64("bytes", obj.Size).Int64("original_bytes", res.Before).
+		Float64("MBps", float64(obj.Size)/1e6/max(secs, 1e-6)).Msg("installed")
+	d.crash(CrashInstalled)
+	return d.cleanup(ctx, key, orig, res, log)
+}
+
+// resume handles a target that exists: our own install of an earlier,
+// interrupted run (byte-identical to the DONE/ object: verify it against
+// the original again, then clean up), or a different file (a collision).
+func (d *Downloader) resume(ctx context.Context, key, target string, fi os.FileInfo, obj storage.Object, orig string, origInfo os.FileInfo, res Result, log zerolog.Logger) (Result, error) {
+	collide := func(why string) (Result, error) {
+		res.Outcome = Collision
+		res.Reason = fmt.Sprintf("%s already exists and %s; the result stays in %s and the original is kept", target, why, key)
+		d.logProblem(log, key, res.Reason).Str("existing", target).Str("why", why).Msg("not installed: the name is taken by a different file; resolve by hand")
+		return res, nil
+	}
+	if !fi.Mode().IsRegular() {
+		return collide("is not a regular file")
+	}
+	if fi.Size() != obj.Size {
+		return collide(fmt.Sprintf("has %d bytes, the result %d", fi.Size(), obj.Size))
+	}
+	sha, _, err := library.FileSHA256(target)
+	if err != nil {
+		return res, fmt.Errorf("hash %s: %w", target, err)
+	}
+	if !strings.EqualFold(sha, obj.SHA256) {
+		return collide("has different content")
+	}
+	if orig != "" {
+		// Verified before it was renamed, but the original is about to be
+		// deleted: check once more, this time against the file in place.
+		in, err := media.Probe(ctx, orig)
+		if err != nil && !errors.Is(err, media.ErrBadInput) {
+			return res, fmt.Errorf("probe original %s: %w", orig, err)
+		}
+		if err != nil {
+			res.Outcome, res.Reason = Rejected, "the original does not probe, so the installed copy cannot be compared with it: "+err.Error()
+		} else if _, err := media.Verify(ctx, in, target); err != nil {
+			if !errors.Is(err, media.ErrVerify) && !errors.Is(err, media.ErrBadInput) {
+				return res, fmt.Errorf("verify %s: %w", target, err)
+			}
+			res.Outcome, res.Reason = Rejected, "the installed copy does not match its original: "+err.Error()
+		}
+		if res.Outcome == Rejected {
+			d.logProblem(log, key, res.Reason).Str("reason", res.Reason).Msg("not finishing: original kept beside the copy; resolve by hand")
+			return res, nil
+		}
+	}
+	log.Info().Msg("already installed by an earlier run; finishing cleanup")
+	return d.cleanup(ctx, key, orig, res, log)
 }
 
 // cleanup runs once the verified result is durably in place: the original
 // goes first, then the DONE/ object.
-func (d *Downloader) cleanup(ctx context.Context, key, orig string, origInfo os.FileInfo, res Result) (Result, error) {
+func (d *Downloader) cleanup(ctx context.Context, key, orig string, res Result, log zerolog.Logger) (Result, error) {
 	if orig != "" {
 		if err := os.Remove(orig); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return res, fmt.Errorf("remove original %s: %w", orig, err)
@@ -280,39 +575,175 @@ func (d *Downloader) cleanup(ctx context.Context, key, orig string, origInfo os.
 		if err := library.SyncDir(filepath.Dir(orig)); err != nil {
 			return res, err
 		}
-		if res.Before == 0 && origInfo != nil {
-			res.Before = origInfo.Size()
-		}
+		log.Info().Msg("original removed")
+		d.crash(CrashOriginalRemoved)
 	}
 	if err := d.Store.Delete(ctx, key); err != nil {
 		return res, fmt.Errorf("delete %s: %w", key, err)
 	}
+	d.mu.Lock()
+	delete(d.rejected, key)
+	delete(d.reported, key)
+	d.mu.Unlock()
 	res.Outcome = Installed
 	return res, nil
 }
 
-// findOriginal looks for <stem>.mp4 in any case of the extension.
-func findOriginal(root, stem string) (string, os.FileInfo) {
-	p, err := library.Path(root, stem+".mp4")
+// inside checks that target's directory, symbolic links resolved, is in
+// the library (a directory symlinked elsewhere must not carry a write out).
+func (d *Downloader) inside(target string) error {
+	root, err := filepath.EvalSymlinks(d.Cfg.Root)
 	if err != nil {
-		return "", nil
+		return fmt.Errorf("library root %s: %w", d.Cfg.Root, err)
 	}
-	dir, base := filepath.Dir(p), filepath.Base(stem)
+	dir := filepath.Dir(target)
+	for {
+		if _, err := os.Lstat(dir); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("resolve %s: %w", dir, err)
+	}
+	rel, err := filepath.Rel(root, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return fmt.Errorf("%w: %s resolves to %s, outside the library %s", library.ErrUnsafe, filepath.Dir(target), real, root)
+	}
+	return nil
+}
+
+// mismatch means the originals present are not the source of the result.
+type mismatch struct{ msg string }
+
+func (m mismatch) Error() string { return m.msg }
+
+// findOriginal looks for <stem>.mp4 in any case of the extension (cameras
+// write .MP4) and, when the result records its source's size and SHA-256,
+// returns only an original that has them. No candidate at all is not an
+// error (the original was removed by an earlier, interrupted run, or by
+// hand); candidates that are all different files are a mismatch.
+func (d *Downloader) findOriginal(stem string, obj storage.Object) (string, os.FileInfo, error) {
+	p, err := library.Path(d.Cfg.Root, stem+".mp4")
+	if err != nil {
+		return "", nil, nil
+	}
+	dir, base := filepath.Dir(p), filepath.Base(p)
+	base = base[:len(base)-len(".mp4")]
 	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return "", nil
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil, nil
 	}
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	wantSize, sizeErr := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
+	wantSHA := obj.Metadata[storage.MetaSourceSHA]
+	var why []string
 	for _, e := range ents {
 		n := e.Name()
-		if len(n) == len(base)+4 && n[:len(base)] == base && strings.EqualFold(n[len(base):], ".mp4") && e.Type().IsRegular() {
-			fi, err := e.Info()
+		if len(n) != len(base)+4 || n[:len(base)] != base || !strings.EqualFold(n[len(base):], ".mp4") || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("stat %s: %w", filepath.Join(dir, n), err)
+		}
+		full := filepath.Join(dir, n)
+		if sizeErr == nil && fi.Size() != wantSize {
+			why = append(why, fmt.Sprintf("%s has %d bytes, the result was made from %d", n, fi.Size(), wantSize))
+			continue
+		}
+		if wantSHA != "" {
+			sha, _, err := library.FileSHA256(full)
 			if err != nil {
-				return "", nil
+				return "", nil, fmt.Errorf("hash %s: %w", full, err)
 			}
-			return filepath.Join(dir, n), fi
+			if !strings.EqualFold(sha, wantSHA) {
+				why = append(why, fmt.Sprintf("%s has sha256 %s, the result was made from %s", n, sha, wantSHA))
+				continue
+			}
+		}
+		return full, fi, nil
+	}
+	if len(why) > 0 {
+		return "", nil, mismatch{"the result was made from a different version of the original (" + strings.Join(why, "; ") + ")"}
+	}
+	return "", nil, nil
+}
+
+// verifyAlone checks a result whose original is gone: it must be a
+// decodable HEVC video and, when the processor recorded the input's
+// duration, last as long. It returns a reason to reject, or an error
+// worth retrying.
+func verifyAlone(ctx context.Context, p string, obj storage.Object) (string, error) {
+	info, err := media.Probe(ctx, p)
+	if errors.Is(err, media.ErrBadInput) {
+		return "result is not a readable video: " + err.Error(), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if !info.IsHEVC() {
+		v, _ := info.MainVideo()
+		return fmt.Sprintf("result is %s, not HEVC", v.Codec), nil
+	}
+	if want, err := strconv.ParseFloat(obj.Metadata["duration"], 64); err == nil && want > 0 {
+		if diff, tol := math.Abs(info.Duration-want), math.Max(0.5, 0.01*want); diff > tol {
+			return fmt.Sprintf("result lasts %.2fs, its input lasted %.2fs", info.Duration, want), nil
 		}
 	}
 	return "", nil
+}
+
+// logProblem logs a result that cannot be installed at error level the
+// first time (and whenever the reason changes), at debug level when it is
+// met again on every reconcile.
+func (d *Downloader) logProblem(log zerolog.Logger, key, reason string) *zerolog.Event {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.reported == nil {
+		d.reported = map[string]string{}
+	}
+	if d.reported[key] == reason {
+		return log.Debug()
+	}
+	d.reported[key] = reason
+	return log.Error()
+}
+
+func (d *Downloader) knownRejection(key string, obj storage.Object, orig string, fi os.FileInfo) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.rejected[key]
+	if !ok || r.sha != obj.SHA256 || r.orig != orig {
+		return "", false
+	}
+	if fi != nil && (fi.Size() != r.origSize || !fi.ModTime().Equal(r.origMtime)) {
+		return "", false
+	}
+	return r.reason, true
+}
+
+func (d *Downloader) rememberRejection(key string, obj storage.Object, orig string, fi os.FileInfo, reason string) {
+	r := rejection{sha: obj.SHA256, orig: orig, reason: reason}
+	if fi != nil {
+		r.origSize, r.origMtime = fi.Size(), fi.ModTime()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rejected == nil {
+		d.rejected = map[string]rejection{}
+	}
+	d.rejected[key] = r
 }
 
 func sleep(ctx context.Context, d time.Duration) {

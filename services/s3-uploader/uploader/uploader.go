@@ -1,5 +1,13 @@
 // Package uploader is s3-uploader's logic: walk the library and put every
 // H.264 .mp4 that has no result yet into the bucket's TODO/.
+//
+// A file is uploaded only when none of the skip rules holds (see the Skip*
+// reasons); the upload carries the file's SHA-256 (the store refuses to
+// commit a stream that does not match it, so a file changed while being
+// read is never queued half-old, half-new) and metadata source-size,
+// source-mtime and source-sha256, which the processor copies onto the
+// result and the downloader checks against the original before replacing
+// it.
 package uploader
 
 import (
@@ -9,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,6 +32,7 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 )
 
@@ -39,10 +49,22 @@ type Config struct {
 // Bind registers the uploader's variables.
 func (c *Config) Bind(s *config.Set) {
 	s.String(&c.Root, "LIBRARY_ROOT", "", "library root directory", config.Required())
-	s.String(&c.Include, "INCLUDE", "*.mp4", "comma-separated globs of file names to upload (case-insensitive)")
-	s.String(&c.Exclude, "EXCLUDE", "", "comma-separated globs of file names or relative paths to leave alone")
-	s.Duration(&c.MinAge, "MIN_AGE", 5*time.Minute, "skip files modified more recently (still being written)")
 	s.Int(&c.Concurrency, "CONCURRENCY", 4, "parallel uploads")
+	s.Check(func() error {
+		if c.Concurrency < 1 {
+			return fmt.Errorf("CONCURRENCY must be at least 1, got %d", c.Concurrency)
+		}
+		return nil
+	})
+	c.BindSelection(s)
+}
+
+// BindSelection registers INCLUDE, EXCLUDE, MIN_AGE and DRY_RUN, for
+// commands that bind LIBRARY_ROOT and CONCURRENCY themselves.
+func (c *Config) BindSelection(s *config.Set) {
+	s.String(&c.Include, "INCLUDE", "*.mp4", "comma-separated globs of file names to upload (case-insensitive; a glob with '/' matches the library-relative path)")
+	s.String(&c.Exclude, "EXCLUDE", "", "comma-separated globs of file names or relative paths to leave alone (case-insensitive)")
+	s.Duration(&c.MinAge, "MIN_AGE", 5*time.Minute, "skip files modified more recently (still being written)")
 	s.Bool(&c.DryRun, "DRY_RUN", false, "print what would be uploaded, upload nothing")
 	s.Check(func() error {
 		for _, g := range splitGlobs(c.Include + "," + c.Exclude) {
@@ -50,8 +72,8 @@ func (c *Config) Bind(s *config.Set) {
 				return fmt.Errorf("INCLUDE/EXCLUDE: bad glob %q: %w", g, err)
 			}
 		}
-		if c.Concurrency < 1 {
-			return fmt.Errorf("CONCURRENCY must be at least 1, got %d", c.Concurrency)
+		if c.MinAge < 0 {
+			return fmt.Errorf("MIN_AGE must not be negative, got %s", c.MinAge)
 		}
 		return nil
 	})
@@ -64,6 +86,10 @@ type Uploader struct {
 	Log   zerolog.Logger
 	// Probe defaults to media.Probe; tests may replace it.
 	Probe func(ctx context.Context, path string) (media.Info, error)
+	// Progress, if set, shows each upload.
+	Progress *progress.Progress
+	// OnUpload, if set, sees the key of every object uploaded.
+	OnUpload func(key string)
 }
 
 // Summary counts what a run did.
@@ -72,6 +98,12 @@ type Summary struct {
 	Bytes    int64
 	Failed   int
 	Skipped  map[string]int // reason → count
+	// WouldUpload and WouldBytes count what a dry run would have uploaded.
+	WouldUpload int
+	WouldBytes  int64
+	// Attention lists files a person should look at ("<rel>: what"):
+	// originals beside a result, names taken by other files, failures.
+	Attention []string
 }
 
 // Skipped reasons.
@@ -79,6 +111,7 @@ const (
 	SkipTooNew    = "modified within MIN_AGE"
 	SkipHevc      = "already HEVC"
 	SkipSibling   = "-hevc.mp4 name already taken"
+	SkipConverted = "verified -hevc.mp4 beside it"
 	SkipQueued    = "already in TODO/"
 	SkipDone      = "result waiting in DONE/"
 	SkipFailed    = "failed before (see FAILED/)"
@@ -87,12 +120,20 @@ const (
 	SkipDryRunned = "dry run"
 )
 
-// Run walks the library once.
+// Run walks the library once. It returns an error when some file failed
+// (the summary says which) or the walk could not finish.
 func (u *Uploader) Run(ctx context.Context) (Summary, error) {
 	if u.Probe == nil {
 		u.Probe = media.Probe
 	}
 	sum := Summary{Skipped: map[string]int{}}
+	if _, err := os.Stat(u.Cfg.Root); err != nil {
+		return sum, fmt.Errorf("library root: %w", err)
+	}
+	failed, err := u.listFailed(ctx)
+	if err != nil {
+		return sum, err
+	}
 	var mu sync.Mutex
 	paths := make(chan string)
 	var wg sync.WaitGroup
@@ -101,17 +142,27 @@ func (u *Uploader) Run(ctx context.Context) (Summary, error) {
 		go func() {
 			defer wg.Done()
 			for p := range paths {
-				n, skip, err := u.one(ctx, p)
+				o := u.one(ctx, p, failed)
 				mu.Lock()
 				switch {
-				case err != nil:
-					sum.Failed++
-					u.Log.Error().Err(err).Str("file", p).Msg("upload failed")
-				case skip != "":
-					sum.Skipped[skip]++
+				case o.err != nil:
+					if ctx.Err() == nil {
+						sum.Failed++
+						sum.Attention = append(sum.Attention, fmt.Sprintf("%s: upload failed: %v", o.rel, o.err))
+						u.Log.Error().Err(o.err).Str("file", o.rel).Msg("upload failed")
+					}
+				case o.skip == SkipDryRunned:
+					sum.Skipped[o.skip]++
+					sum.WouldUpload++
+					sum.WouldBytes += o.bytes
+				case o.skip != "":
+					sum.Skipped[o.skip]++
 				default:
 					sum.Uploaded++
-					sum.Bytes += n
+					sum.Bytes += o.bytes
+				}
+				if o.note != "" {
+					sum.Attention = append(sum.Attention, o.rel+": "+o.note)
 				}
 				mu.Unlock()
 			}
@@ -119,13 +170,16 @@ func (u *Uploader) Run(ctx context.Context) (Summary, error) {
 	}
 	walkErr := filepath.WalkDir(u.Cfg.Root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if p == u.Cfg.Root {
+				return err
+			}
 			u.Log.Warn().Err(err).Str("file", p).Msg("cannot read; skipped")
 			return nil
 		}
 		name := d.Name()
 		if d.IsDir() {
 			if p != u.Cfg.Root && strings.HasPrefix(name, ".") {
-				return filepath.SkipDir // hidden, e.g. .Trash, .hevc state
+				return filepath.SkipDir // hidden, e.g. .Trash, .hevc-encoder state
 			}
 			return nil
 		}
@@ -141,6 +195,10 @@ func (u *Uploader) Run(ctx context.Context) (Summary, error) {
 	})
 	close(paths)
 	wg.Wait()
+	sort.Strings(sum.Attention)
+	if ctx.Err() != nil {
+		return sum, fmt.Errorf("upload interrupted: %w", ctx.Err())
+	}
 	if walkErr != nil {
 		return sum, fmt.Errorf("walk library %s: %w", u.Cfg.Root, walkErr)
 	}
@@ -150,43 +208,79 @@ func (u *Uploader) Run(ctx context.Context) (Summary, error) {
 	return sum, nil
 }
 
-// one decides about and uploads one file; it returns bytes uploaded or the
-// reason it was skipped.
-func (u *Uploader) one(ctx context.Context, p string) (int64, string, error) {
+// listFailed lists FAILED/ once, so that most files need no request to
+// learn that they have no failure record. A record written after the
+// listing is found on the next run; until then the file may be queued once
+// more, which is harmless (the processor fails it again).
+func (u *Uploader) listFailed(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := storage.Walk(ctx, u.Store, library.FailedPrefix, func(o storage.Object) error {
+		out[o.Key] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", library.FailedPrefix, err)
+	}
+	return out, nil
+}
+
+type outcome struct {
+	rel   string
+	bytes int64
+	skip  string
+	note  string // for Summary.Attention
+	err   error
+}
+
+// one decides about and uploads one file.
+func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o outcome) {
+	o.rel = p
 	rel, err := library.Rel(u.Cfg.Root, p)
 	log := u.Log.With().Str("file", rel).Logger()
 	if err != nil {
 		log.Warn().Err(err).Msg("skipped")
-		return 0, SkipUnsafe, nil
+		o.skip = SkipUnsafe
+		return o
 	}
+	o.rel = rel
 	key, err := library.TodoKey(rel)
 	if err != nil {
 		log.Warn().Err(err).Msg("skipped")
-		return 0, SkipUnsafe, nil
+		o.skip = SkipUnsafe
+		return o
 	}
 	log = log.With().Str("key", key).Logger()
 	if matchAny(u.Cfg.Exclude, path.Base(rel), rel) {
-		return 0, SkipExcluded, nil
+		o.skip = SkipExcluded
+		return o
 	}
 	st, err := os.Stat(p)
 	if err != nil {
-		return 0, "", fmt.Errorf("stat %s: %w", p, err)
+		o.err = fmt.Errorf("stat %s: %w", p, err)
+		return o
 	}
-	if time.Since(st.ModTime()) < u.Cfg.MinAge {
-		log.Debug().Msg("skipped: modified within MIN_AGE")
-		return 0, SkipTooNew, nil
+	if age := time.Since(st.ModTime()); age < u.Cfg.MinAge {
+		log.Debug().Dur("age", age).Msg("skipped: modified within MIN_AGE")
+		o.skip = SkipTooNew
+		return o
 	}
-	if sib, _ := library.Path(u.Cfg.Root, library.HevcRel(rel)); exists(sib) {
-		log.Warn().Str("sibling", library.HevcRel(rel)).Msg("left alone: its -hevc.mp4 name is already taken")
-		return 0, SkipSibling, nil
+
+	// A file beside its -hevc.mp4: converted before (the original kept by
+	// hand?) when that file is a verified HEVC copy, else a stranger has the
+	// name. Either way nothing is uploaded; both are reported.
+	sibRel := library.HevcRel(rel)
+	if sib, _ := library.Path(u.Cfg.Root, sibRel); exists(sib) {
+		if ok, why := u.verifiedSibling(ctx, p, sib); ok {
+			log.Warn().Str("sibling", sibRel).Msg("not uploaded: a verified HEVC copy is beside it; delete the original by hand if it is no longer needed")
+			o.skip, o.note = SkipConverted, "original kept beside its verified "+path.Base(sibRel)+" (delete it by hand if no longer needed)"
+		} else {
+			log.Warn().Str("sibling", sibRel).Str("why", why).Msg("not uploaded: its -hevc.mp4 name is taken by a file that is not its HEVC copy; resolve by hand")
+			o.skip, o.note = SkipSibling, fmt.Sprintf("%s exists but is not its HEVC copy (%s); rename one of them", path.Base(sibRel), why)
+		}
+		return o
 	}
-	doneKey, _ := library.DoneKey(rel)
-	if ok, err := storage.Exists(ctx, u.Store, doneKey); err != nil {
-		return 0, "", fmt.Errorf("check %s: %w", doneKey, err)
-	} else if ok {
-		return 0, SkipDone, nil
-	}
-	var sha string // computed lazily: only needed when a same-size object exists
+
+	var sha string // computed once, when first needed
 	hash := func() (string, error) {
 		if sha == "" {
 			s, _, err := library.FileSHA256(p)
@@ -197,61 +291,159 @@ func (u *Uploader) one(ctx context.Context, p string) (int64, string, error) {
 		}
 		return sha, nil
 	}
+	same := func(size int64, shaHex string) (bool, error) {
+		if size != st.Size() {
+			return false, nil
+		}
+		if shaHex == "" {
+			return true, nil // nothing to compare: trust the size
+		}
+		h, err := hash()
+		return strings.EqualFold(h, shaHex), err
+	}
+
+	// A result in DONE/ made from this very file: the downloader brings it.
+	doneKey, _ := library.DoneKey(rel)
+	if obj, err := u.Store.Head(ctx, doneKey); err == nil {
+		srcSize, perr := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
+		if perr != nil {
+			srcSize = st.Size() // no record of its source: assume it is ours
+		}
+		ok, err := same(srcSize, obj.Metadata[storage.MetaSourceSHA])
+		if err != nil {
+			o.err = err
+			return o
+		}
+		if ok {
+			o.skip = SkipDone
+			return o
+		}
+		log.Warn().Str("done", doneKey).Msg("DONE/ holds a result of an earlier version of this file; queueing the current one (the old result will not be installed)")
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		o.err = fmt.Errorf("check %s: %w", doneKey, err)
+		return o
+	}
+
 	failedKey, _ := library.FailedKey(rel)
-	if rec, err := u.failedRecord(ctx, failedKey); err != nil {
-		return 0, "", err
-	} else if rec != nil && rec.SourceSize == st.Size() {
-		if h, err := hash(); err != nil {
-			return 0, "", err
-		} else if rec.SourceSHA256 == "" || rec.SourceSHA256 == h {
-			return 0, SkipFailed, nil
+	if failed[failedKey] {
+		rec, err := u.failedRecord(ctx, failedKey)
+		if err != nil {
+			o.err = err
+			return o
+		}
+		if rec != nil {
+			ok, err := same(rec.SourceSize, rec.SourceSHA256)
+			if err != nil {
+				o.err = err
+				return o
+			}
+			if ok {
+				o.skip = SkipFailed
+				return o
+			}
+			log.Info().Str("failed", failedKey).Msg("file changed since it failed; trying again")
 		}
 	}
-	if obj, err := u.Store.Head(ctx, key); err == nil && obj.Size == st.Size() {
-		if h, err := hash(); err != nil {
-			return 0, "", err
-		} else if obj.SHA256 == h {
-			return 0, SkipQueued, nil
+
+	if obj, err := u.Store.Head(ctx, key); err == nil {
+		ok, err := same(obj.Size, obj.SHA256)
+		if err != nil {
+			o.err = err
+			return o
 		}
-	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return 0, "", fmt.Errorf("check %s: %w", key, err)
+		if ok && obj.SHA256 != "" {
+			o.skip = SkipQueued
+			return o
+		}
+		log.Info().Msg("TODO/ holds a different version of this file; replacing it")
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		o.err = fmt.Errorf("check %s: %w", key, err)
+		return o
 	}
-	if info, err := u.Probe(ctx, p); err == nil && info.IsHEVC() {
-		return 0, SkipHevc, nil
-	}
+
 	// A file that does not probe is uploaded anyway: the processor records
 	// why it is bad in FAILED/, so the user sees it and it is not retried.
+	if info, err := u.Probe(ctx, p); err == nil && info.IsHEVC() {
+		o.skip = SkipHevc
+		return o
+	} else if err != nil && ctx.Err() != nil {
+		o.err = err
+		return o
+	}
 	if u.Cfg.DryRun {
 		log.Info().Int64("bytes", st.Size()).Msg("would upload")
-		return 0, SkipDryRunned, nil
+		o.skip, o.bytes = SkipDryRunned, st.Size()
+		return o
+	}
+	n, err := u.upload(ctx, p, key, st, hash, log)
+	o.bytes, o.err = n, err
+	return o
+}
+
+func (u *Uploader) upload(ctx context.Context, p, key string, st os.FileInfo, hash func() (string, error), log zerolog.Logger) (int64, error) {
+	sha, err := hash()
+	if err != nil {
+		return 0, err
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		return 0, "", fmt.Errorf("open %s: %w", p, err)
+		return 0, fmt.Errorf("open %s: %w", p, err)
 	}
 	defer f.Close()
 	start := time.Now()
 	md := map[string]string{
 		storage.MetaSourceSize:  strconv.FormatInt(st.Size(), 10),
 		storage.MetaSourceMtime: st.ModTime().UTC().Format(time.RFC3339Nano),
+		storage.MetaSourceSHA:   sha,
 	}
-	obj, err := u.Store.Put(ctx, key, io.Reader(f), storage.PutOptions{Size: st.Size(), SHA256: sha, Metadata: md})
+	tr := u.Progress.Start(key, st.Size())
+	obj, err := u.Store.Put(ctx, key, tr.Reader(f), storage.PutOptions{Size: st.Size(), SHA256: sha, Metadata: md})
+	tr.Done(err != nil)
+	if errors.Is(err, storage.ErrChecksum) {
+		return 0, fmt.Errorf("upload %s to %s: the file changed while it was read (not queued; the next run tries again): %w", p, key, err)
+	}
 	if err != nil {
-		return 0, "", fmt.Errorf("upload %s to %s: %w", rel, key, err)
+		return 0, fmt.Errorf("upload %s to %s: %w", p, key, err)
 	}
 	if obj.Size != st.Size() {
-		return 0, "", fmt.Errorf("upload %s: stored %d bytes, file has %d (changed while uploading?)", rel, obj.Size, st.Size())
+		return 0, fmt.Errorf("upload %s: stored %d bytes, file has %d (changed while uploading?)", p, obj.Size, st.Size())
 	}
 	secs := time.Since(start).Seconds()
-	log.Info().Int64("bytes", obj.Size).Float64("MBps", float64(obj.Size)/1e6/max(secs, 1e-6)).Msg("uploaded")
-	return obj.Size, "", nil
+	log.Info().Int64("bytes", obj.Size).Str("sha256", sha).Float64("MBps", float64(obj.Size)/1e6/max(secs, 1e-6)).Msg("uploaded")
+	if u.OnUpload != nil {
+		u.OnUpload(key)
+	}
+	return obj.Size, nil
+}
+
+// verifiedSibling reports whether sib is an HEVC copy of orig: it probes as
+// HEVC and its duration is within max(0.5 s, 1 %) of the original's. The
+// string says why not.
+func (u *Uploader) verifiedSibling(ctx context.Context, orig, sib string) (bool, string) {
+	si, err := u.Probe(ctx, sib)
+	if err != nil {
+		return false, "it does not probe as a video"
+	}
+	if !si.IsHEVC() {
+		return false, "it is not HEVC"
+	}
+	oi, err := u.Probe(ctx, orig)
+	if err != nil {
+		return false, "the original does not probe, so they cannot be compared"
+	}
+	if d, tol := math.Abs(si.Duration-oi.Duration), math.Max(0.5, 0.01*oi.Duration); d > tol {
+		return false, fmt.Sprintf("durations differ: %.2fs vs %.2fs", si.Duration, oi.Duration)
+	}
+	return true, ""
+}
+
+type failedRec struct {
+	SourceSize   int64  `json:"source_size"`
+	SourceSHA256 string `json:"source_sha256"`
 }
 
 // failedRecord reads FAILED/<rel>.mp4.json; nil when absent.
-func (u *Uploader) failedRecord(ctx context.Context, key string) (*struct {
-	SourceSize   int64  `json:"source_size"`
-	SourceSHA256 string `json:"source_sha256"`
-}, error) {
+func (u *Uploader) failedRecord(ctx context.Context, key string) (*failedRec, error) {
 	r, _, err := u.Store.Get(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
@@ -260,10 +452,7 @@ func (u *Uploader) failedRecord(ctx context.Context, key string) (*struct {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer r.Close()
-	var rec struct {
-		SourceSize   int64  `json:"source_size"`
-		SourceSHA256 string `json:"source_sha256"`
-	}
+	var rec failedRec
 	if err := json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(&rec); err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
@@ -297,12 +486,50 @@ func matchAny(globs, name, rel string) bool {
 	return false
 }
 
-// Format renders a summary line.
+// String renders a one-line summary.
 func (s Summary) String() string {
 	var reasons []string
 	for r, n := range s.Skipped {
 		reasons = append(reasons, fmt.Sprintf("%s: %d", r, n))
 	}
 	sort.Strings(reasons)
-	return fmt.Sprintf("uploaded %d (%d bytes), failed %d, skipped {%s}", s.Uploaded, s.Bytes, s.Failed, strings.Join(reasons, ", "))
+	out := fmt.Sprintf("uploaded %d (%s), failed %d, skipped {%s}", s.Uploaded, progress.Bytes(s.Bytes), s.Failed, strings.Join(reasons, ", "))
+	if s.WouldUpload > 0 {
+		out += fmt.Sprintf(", would upload %d (%s)", s.WouldUpload, progress.Bytes(s.WouldBytes))
+	}
+	return out
+}
+
+// Print writes the end-of-run summary for people.
+func (s Summary) Print(w io.Writer, dryRun bool) {
+	skipped := 0
+	for _, n := range s.Skipped {
+		skipped += n
+	}
+	if dryRun {
+		fmt.Fprintf(w, "dry run: would upload %d file(s), %s\n", s.WouldUpload, progress.Bytes(s.WouldBytes))
+		skipped -= s.Skipped[SkipDryRunned]
+	} else {
+		fmt.Fprintf(w, "uploaded %d file(s), %s\n", s.Uploaded, progress.Bytes(s.Bytes))
+	}
+	var reasons []string
+	for r, n := range s.Skipped {
+		if r != SkipDryRunned {
+			reasons = append(reasons, fmt.Sprintf("  %6d  %s", n, r))
+		}
+	}
+	sort.Strings(reasons)
+	fmt.Fprintf(w, "skipped %d file(s)\n", skipped)
+	for _, r := range reasons {
+		fmt.Fprintln(w, r)
+	}
+	if s.Failed > 0 {
+		fmt.Fprintf(w, "failed %d file(s)\n", s.Failed)
+	}
+	if len(s.Attention) > 0 {
+		fmt.Fprintln(w, "needs attention:")
+		for _, a := range s.Attention {
+			fmt.Fprintln(w, "  "+a)
+		}
+	}
 }

@@ -1,0 +1,414 @@
+// Package process is `result-downloader process`: upload the library once
+// (s3-uploader's logic), then bring results home (result-downloader's
+// logic) until TODO/ and DONE/ are drained or a timeout passes, showing
+// queued / processing / done / failed as it goes.
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/library"
+	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
+	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
+	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
+	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
+	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
+)
+
+// Options configure Run.
+type Options struct {
+	Store storage.Store
+	// Work is the work queue, optional: its in-flight messages are the jobs
+	// being processed (without it everything in TODO/ counts as queued),
+	// and its dead-letter queue tells when waiting is pointless.
+	Work queue.Queue
+	// Uploader runs once first; nil skips the upload (--skip-upload).
+	Uploader *uploader.Uploader
+	// Downloader installs results; its Cfg.Reconcile is set to Poll.
+	Downloader *downloader.Downloader
+	// Poll is how often TODO/, DONE/ and FAILED/ are listed (default 30 s).
+	Poll time.Duration
+	// Timeout ends the wait (0: no limit).
+	Timeout  time.Duration
+	Progress *progress.Progress
+	Log      zerolog.Logger
+}
+
+// Report is what a run did and what is left.
+type Report struct {
+	Upload    *uploader.Summary
+	UploadErr error
+	DryRun    bool
+
+	Installed               int
+	BytesBefore, BytesAfter int64
+	// Failed lists "<key>: <reason>" for results that were not installed
+	// and jobs that failed (new FAILED/ records) during this run.
+	Failed []string
+	// Kept lists originals kept because HEVC was not smaller.
+	Kept []string
+
+	// Left at the end (after a timeout or an interruption).
+	Queued, Processing, Waiting int
+	Stalled                     string // why waiting longer would not help
+	TimedOut, Interrupted       bool
+	Wall                        time.Duration
+}
+
+// OK reports whether everything succeeded.
+func (r Report) OK() bool {
+	return r.UploadErr == nil && len(r.Failed) == 0 && !r.TimedOut && !r.Interrupted && r.Stalled == ""
+}
+
+// tracker collects results and job outcomes.
+type tracker struct {
+	mu           sync.Mutex
+	installed    int
+	before       int64
+	after        int64
+	stuck        map[string]stuckResult // DONE/ key → why it is not installed
+	failedJobs   map[string]string      // FAILED/ key → reason
+	kept         map[string]string
+	seenFailed   map[string]string // FAILED/ key → "size/modified" already read
+	startFailed  map[string]string // FAILED/ at the start
+	uploadFailed int
+}
+
+type stuckResult struct {
+	size   int64
+	reason string
+}
+
+func (t *tracker) onResult(r downloader.Result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch r.Outcome {
+	case downloader.Installed:
+		t.installed++
+		t.before += r.Before
+		t.after += r.After
+		delete(t.stuck, r.Key)
+	case downloader.Collision, downloader.Rejected, downloader.Refused:
+		size := r.After
+		if r.Outcome == downloader.Refused {
+			size = -1 // never looked at: any version of the key stays refused
+		}
+		t.stuck[r.Key] = stuckResult{size: size, reason: fmt.Sprintf("not installed (%s): %s", r.Outcome, r.Reason)}
+	case downloader.Missing:
+		delete(t.stuck, r.Key)
+	}
+}
+
+// Run uploads (unless o.Uploader is nil), then installs results until
+// TODO/ and DONE/ hold nothing that can still change, ctx ends or o.Timeout
+// passes. The error is non-nil when anything failed or is left.
+func Run(ctx context.Context, o Options) (Report, error) {
+	start := time.Now()
+	rep := Report{}
+	if o.Poll <= 0 {
+		o.Poll = 30 * time.Second
+	}
+	t := &tracker{stuck: map[string]stuckResult{}, failedJobs: map[string]string{}, kept: map[string]string{}, seenFailed: map[string]string{}}
+	var err error
+	if t.startFailed, err = listVersions(ctx, o.Store, library.FailedPrefix); err != nil {
+		return rep, err
+	}
+
+	if o.Uploader != nil {
+		o.Progress.SetStatus("uploading", 0, 0, nil)
+		sum, err := o.Uploader.Run(ctx)
+		rep.Upload, rep.UploadErr, rep.DryRun = &sum, err, o.Uploader.Cfg.DryRun
+		t.uploadFailed = sum.Failed
+		o.Log.Info().Str("summary", sum.String()).Msg("upload finished")
+		if ctx.Err() != nil {
+			rep.Interrupted, rep.Wall = true, time.Since(start)
+			return rep, ctx.Err()
+		}
+		if rep.DryRun {
+			rep.Wall = time.Since(start)
+			return rep, err
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.Timeout > 0 {
+		var c2 context.CancelFunc
+		runCtx, c2 = context.WithTimeout(runCtx, o.Timeout)
+		defer c2()
+	}
+	d := o.Downloader
+	prev := d.OnResult
+	d.OnResult = func(r downloader.Result) {
+		t.onResult(r)
+		if prev != nil {
+			prev(r)
+		}
+	}
+	d.Cfg.Reconcile = o.Poll
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.Run(runCtx) }()
+
+	var st state
+	idle := false
+	for {
+		next := o.Poll
+		st, err = look(runCtx, o, t)
+		if err == nil {
+			o.Progress.SetStatus(st.text(), int64(st.done), int64(st.total()), st.fields())
+			if st.drained() && d.Busy() == 0 {
+				if idle {
+					break // two idle looks in a row
+				}
+				idle, next = true, min(o.Poll, time.Second)
+			} else {
+				idle = false
+			}
+			if st.stalled != "" && st.waiting == 0 && d.Busy() == 0 {
+				rep.Stalled = st.stalled
+				break
+			}
+		} else if runCtx.Err() == nil {
+			o.Log.Warn().Err(err).Msg("listing the bucket failed; retrying")
+		}
+		select {
+		case <-runCtx.Done():
+		case <-time.After(next):
+		}
+		if runCtx.Err() != nil {
+			break
+		}
+	}
+	timedOut := ctx.Err() == nil && runCtx.Err() != nil
+	cancel()
+	wg.Wait()
+	if lctx := context.WithoutCancel(ctx); ctx.Err() == nil {
+		// One last look so the report counts the final state.
+		if s, err := look(lctx, o, t); err == nil {
+			st = s
+		}
+	}
+
+	t.mu.Lock()
+	rep.Installed, rep.BytesBefore, rep.BytesAfter = t.installed, t.before, t.after
+	for k, s := range t.stuck {
+		rep.Failed = append(rep.Failed, k+": "+s.reason)
+	}
+	for k, r := range t.failedJobs {
+		rep.Failed = append(rep.Failed, k+": "+r)
+	}
+	for k, r := range t.kept {
+		rep.Kept = append(rep.Kept, k+": "+r)
+	}
+	t.mu.Unlock()
+	sort.Strings(rep.Failed)
+	sort.Strings(rep.Kept)
+	rep.Queued, rep.Processing, rep.Waiting = st.queued, st.processing, st.waiting
+	rep.TimedOut = timedOut && !st.drained()
+	rep.Interrupted = ctx.Err() != nil
+	rep.Wall = time.Since(start)
+
+	var errs []error
+	if rep.UploadErr != nil {
+		errs = append(errs, rep.UploadErr)
+	}
+	if n := len(rep.Failed); n > 0 {
+		errs = append(errs, fmt.Errorf("%d file(s) failed", n))
+	}
+	switch {
+	case rep.Interrupted:
+		errs = append(errs, fmt.Errorf("interrupted with %d queued, %d processing, %d waiting to download: %w", st.queued, st.processing, st.waiting, ctx.Err()))
+	case rep.TimedOut:
+		errs = append(errs, fmt.Errorf("timed out after %s with %d queued, %d processing, %d waiting to download", o.Timeout, st.queued, st.processing, st.waiting))
+	case rep.Stalled != "":
+		errs = append(errs, errors.New(rep.Stalled))
+	}
+	return rep, errors.Join(errs...)
+}
+
+// state is one look at the bucket.
+type state struct {
+	todo, queued, processing int
+	waiting                  int // DONE/ objects that can still be installed
+	done, failed             int
+	stalled                  string
+}
+
+func (s state) drained() bool { return s.todo == 0 && s.waiting == 0 }
+func (s state) total() int    { return s.queued + s.processing + s.waiting + s.done + s.failed }
+
+func (s state) text() string {
+	return fmt.Sprintf("queued %d · processing %d · done %d · failed %d", s.queued, s.processing+s.waiting, s.done, s.failed)
+}
+
+func (s state) fields() map[string]int64 {
+	return map[string]int64{"queued": int64(s.queued), "processing": int64(s.processing + s.waiting), "done": int64(s.done), "failed": int64(s.failed)}
+}
+
+// look lists TODO/ before DONE/ (the processor writes DONE/ before it
+// deletes TODO/, so a job between the two is seen in one of them) and
+// FAILED/ last (written before TODO/ is deleted, too).
+func look(ctx context.Context, o Options, t *tracker) (state, error) {
+	var s state
+	if err := storage.Walk(ctx, o.Store, library.TodoPrefix, func(storage.Object) error { s.todo++; return nil }); err != nil {
+		return s, fmt.Errorf("list %s: %w", library.TodoPrefix, err)
+	}
+	var dlq int
+	if o.Work != nil && s.todo > 0 {
+		d, err := o.Work.Depth(ctx)
+		if err != nil {
+			return s, fmt.Errorf("depth of the work queue: %w", err)
+		}
+		s.processing = min(d.InFlight, s.todo)
+		if r, ok := o.Work.(queue.Redriver); ok && d.Visible == 0 && d.InFlight == 0 {
+			if dd, err := r.DeadLetterDepth(ctx); err == nil {
+				dlq = dd.Visible
+			}
+		}
+	}
+	s.queued = s.todo - s.processing
+	if dlq > 0 && dlq >= s.todo {
+		s.stalled = fmt.Sprintf("%d file(s) in TODO/ will not be processed: their jobs failed repeatedly and were dead-lettered (fix the cause, then `trigger --redrive`)", s.todo)
+	}
+	t.mu.Lock()
+	stuck := make(map[string]stuckResult, len(t.stuck))
+	for k, v := range t.stuck {
+		stuck[k] = v
+	}
+	t.mu.Unlock()
+	if err := storage.Walk(ctx, o.Store, library.DonePrefix, func(ob storage.Object) error {
+		if st, ok := stuck[ob.Key]; !ok || (st.size != ob.Size && st.size >= 0) {
+			s.waiting++
+		}
+		return nil
+	}); err != nil {
+		return s, fmt.Errorf("list %s: %w", library.DonePrefix, err)
+	}
+	if err := t.readFailed(ctx, o.Store); err != nil {
+		return s, err
+	}
+	t.mu.Lock()
+	s.done = t.installed
+	s.failed = len(t.stuck) + len(t.failedJobs) + t.uploadFailed
+	t.mu.Unlock()
+	return s, nil
+}
+
+// readFailed reads FAILED/ records that are new since the start.
+func (t *tracker) readFailed(ctx context.Context, st storage.Store) error {
+	now, err := listVersions(ctx, st, library.FailedPrefix)
+	if err != nil {
+		return err
+	}
+	for k, v := range now {
+		t.mu.Lock()
+		old := t.startFailed[k] == v || t.seenFailed[k] == v
+		t.mu.Unlock()
+		if old {
+			continue
+		}
+		rec, err := readRecord(ctx, st, k)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		t.mu.Lock()
+		t.seenFailed[k] = v
+		switch rec.Status {
+		case "no-gain":
+			t.kept[k] = rec.Reason
+		case "failed", "":
+			t.failedJobs[k] = rec.Reason
+		}
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+type record struct {
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+}
+
+func readRecord(ctx context.Context, st storage.Store, key string) (record, error) {
+	var rec record
+	r, _, err := st.Get(ctx, key)
+	if err != nil {
+		return rec, err
+	}
+	defer r.Close()
+	if err := json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(&rec); err != nil {
+		return record{Status: "failed", Reason: "unreadable failure record: " + err.Error()}, nil
+	}
+	return rec, nil
+}
+
+// listVersions maps the keys under prefix to "size/modified", which
+// changes when an object is written again.
+func listVersions(ctx context.Context, st storage.Store, prefix string) (map[string]string, error) {
+	out := map[string]string{}
+	err := storage.Walk(ctx, st, prefix, func(o storage.Object) error {
+		out[o.Key] = fmt.Sprintf("%d/%d", o.Size, o.Modified.UnixNano())
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// Print writes the end-of-run report for people.
+func (r Report) Print(w io.Writer) {
+	if r.Upload != nil {
+		r.Upload.Print(w, r.DryRun)
+		if r.DryRun {
+			return
+		}
+		fmt.Fprintln(w)
+	}
+	line := fmt.Sprintf("installed %d file(s)", r.Installed)
+	if r.BytesBefore > 0 {
+		line += fmt.Sprintf(": %s → %s (%.1f%%)", progress.Bytes(r.BytesBefore), progress.Bytes(r.BytesAfter), 100*float64(r.BytesAfter)/float64(r.BytesBefore))
+	}
+	fmt.Fprintln(w, line)
+	if len(r.Kept) > 0 {
+		fmt.Fprintf(w, "kept %d original(s) (HEVC was not smaller):\n", len(r.Kept))
+		for _, k := range r.Kept {
+			fmt.Fprintln(w, "  "+k)
+		}
+	}
+	if len(r.Failed) > 0 {
+		fmt.Fprintf(w, "failed %d:\n", len(r.Failed))
+		for _, f := range r.Failed {
+			fmt.Fprintln(w, "  "+f)
+		}
+	}
+	if r.UploadErr != nil {
+		fmt.Fprintf(w, "upload: %v\n", r.UploadErr)
+	}
+	left := fmt.Sprintf("%d queued, %d processing, %d waiting to download", r.Queued, r.Processing, r.Waiting)
+	switch {
+	case r.Interrupted:
+		fmt.Fprintf(w, "interrupted with %s; run again to continue\n", left)
+	case r.TimedOut:
+		fmt.Fprintf(w, "timed out with %s; run `result-downloader process --skip-upload` to keep waiting\n", left)
+	case r.Stalled != "":
+		fmt.Fprintln(w, r.Stalled)
+	}
+	fmt.Fprintf(w, "wall time %s\n", r.Wall.Round(100*time.Millisecond))
+	if r.OK() {
+		fmt.Fprintln(w, "all done")
+	}
+}
