@@ -25,11 +25,19 @@ type Progress struct {
 // runtimeFlags lead every ffmpeg command Encode runs.
 var runtimeFlags = []string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-progress", "pipe:1", "-y"}
 
+// httpInputFlags make ffmpeg ride out a dropped connection or a stalled
+// server when it streams its input from a (presigned) HTTP URL: reconnect
+// and resume with a range request, give up after 60 s without data.
+var httpInputFlags = []string{"-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "30", "-rw_timeout", "60000000"}
+
 // Command returns the full ffmpeg argv (without the program name) that
 // Encode runs for plan.
 func Command(input, output string, plan Plan) []string {
 	args := append([]string{}, runtimeFlags...)
 	args = append(args, plan.InputArgs...)
+	if strings.HasPrefix(input, "http://") || strings.HasPrefix(input, "https://") {
+		args = append(args, httpInputFlags...)
+	}
 	args = append(args, "-i", ffURL(input))
 	args = append(args, plan.Args...)
 	return append(args, ffURL(output))

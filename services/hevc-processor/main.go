@@ -17,16 +17,77 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/services/hevc-processor/processor"
 )
 
+// Exit statuses: the contract with the dispatcher and ECS.
+const (
+	exitOK        = 0  // the job is finished for good (done, no gain, recorded in FAILED/, gone)
+	exitError     = 1  // the job could not be finished and its message is left to reappear
+	exitUsage     = 2  // bad configuration; nothing was done
+	exitTransient = 75 // EX_TEMPFAIL: transient failure; the message reappears after its visibility timeout
+)
+
+const usage = `Encodes one video from the bucket's TODO/ to DONE/ with libx265, verifies it, and records bad inputs in FAILED/.
+
+While it works, the work message (SQS_RECEIPT_HANDLE) is kept invisible by a
+heartbeat. On success it is deleted; on a bad input FAILED/<rel>.mp4.json is
+written and the message deleted; on a transient failure the message is left to
+reappear (and, after maxReceiveCount, to be dead-lettered). On SIGTERM (Fargate
+Spot interruption) ffmpeg is stopped and the message made visible at once.
+
+Exit status: 0 finished (any outcome that needs no retry); 75 transient failure,
+will be retried; 143 (130 for SIGINT) interrupted, message released; 2 bad
+configuration; 1 other failure.`
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got os.Signal
+	stopped := make(chan struct{})
+	go func() {
+		// Later signals are swallowed: the release of the message must not
+		// be cut short by a second SIGTERM (ECS sends SIGKILL when it is
+		// done waiting).
+		got = <-sigs
+		close(stopped)
+		cancel()
+	}()
 	err := realMain(ctx, os.Args[1:])
-	stop()
-	if errors.Is(err, config.ErrHelp) {
-		return
+	code := exitCode(err)
+	select {
+	case <-stopped:
+		if err != nil && !errors.Is(err, config.ErrHelp) {
+			code = 128 + int(got.(syscall.Signal))
+		}
+	default:
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, config.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "hevc-processor:", err)
-		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+// usageError marks configuration errors.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// transientError marks a job that failed and will be retried.
+type transientError struct{ error }
+
+func (e transientError) Unwrap() error { return e.error }
+
+func exitCode(err error) int {
+	var ue usageError
+	var te transientError
+	switch {
+	case err == nil, errors.Is(err, config.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &te):
+		return exitTransient
+	default:
+		return exitError
 	}
 }
 
@@ -38,26 +99,31 @@ func realMain(ctx context.Context, args []string) error {
 		key     string
 		receipt string
 	)
-	set := config.New("hevc-processor", "Encodes one video from the bucket's TODO/ to DONE/ with libx265, verifies it, and records bad inputs in FAILED/.")
+	set := config.New("hevc-processor", usage)
 	store.Bind(set)
 	queues.Bind(set, "optional", "")
 	cfg.Bind(set)
 	set.String(&key, "S3_OBJECT_KEY", "", "the job: object key TODO/<rel>.mp4 (decoded, not URL-encoded)", config.Required())
 	set.String(&receipt, "SQS_RECEIPT_HANDLE", "", "receipt handle of the work message (heartbeat, delete)")
 	if err := set.Parse(args); err != nil {
-		return err
+		if errors.Is(err, config.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	log := logging.New("hevc-processor")
 	st, err := store.Open(ctx)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	q, err := queues.Open(ctx, queues.Work, store.Region)
 	if err != nil {
-		return err
+		return transientError{fmt.Errorf("open work queue: %w", err)}
 	}
 	p := &processor.Processor{Store: st, Queue: q, Cfg: cfg, Log: log}
 	job := launch.Job{Bucket: st.Bucket(), Key: key, QueueURL: queues.Work, Receipt: receipt}
-	_, err = p.Process(ctx, job)
-	return err
+	if _, err = p.Process(ctx, job); err != nil {
+		return transientError{err}
+	}
+	return nil
 }

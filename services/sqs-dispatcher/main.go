@@ -1,99 +1,303 @@
 // Command sqs-dispatcher turns work-queue events into processor launches
-// (ECS RunTask, or local processes), and re-queues TODO/ (trigger).
+// (ECS RunTask, or local processes), re-queues TODO/ (trigger), moves the
+// dead-letter queue back (trigger --redrive) and reports the pipeline's
+// state (status).
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
+	ecslaunch "github.com/hevc-encoder/hevc-encoder/pkg/launch/ecs"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch/local"
 	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
+	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
+	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 	"github.com/hevc-encoder/hevc-encoder/services/sqs-dispatcher/dispatcher"
 )
 
-const usage = `Dispatches work-queue events to hevc-processor runs.
+const commands = `Commands:
+  sqs-dispatcher [run] [flags]       dispatch work-queue events until signalled
+  sqs-dispatcher trigger [flags]     re-queue every TODO/ object without a running task or a result
+  sqs-dispatcher status [flags]      objects, queue depths and running tasks
+  sqs-dispatcher <command> --help    the command's flags and variables`
 
-Subcommands:
-  sqs-dispatcher [flags]           run the dispatcher until signalled
-  sqs-dispatcher trigger [flags]   re-queue every TODO/ object without a running job or a result`
+var usages = map[string]string{
+	"run": `Dispatches work-queue events to hevc-processor runs: one ECS task (LAUNCHER=ecs,
+Fargate Spot falling back to Fargate) or one local process (LAUNCHER=exec) per
+file. Events are validated (TODO/<rel>.mp4 within the library rules; anything
+else is deleted), files already in DONE/ are cleaned up instead of encoded, a
+key whose task runs is never launched twice, and at MAX_TASKS running tasks
+nothing is received. A launched job's message stays hidden for START_GRACE,
+until the processor's heartbeat takes over.
+
+` + commands,
+	"trigger": `Re-queues work: lists TODO/ (paginated) and sends an S3-event message, in
+batches of 10, for every key that has no running task (LAUNCHER=ecs) and no
+result in DONE/.
+
+  --redrive   instead, move every message of the work queue's dead-letter
+              queue back to the work queue
+  --dry-run   print what would be sent (or moved) and send nothing
+  --json      print the counts as JSON
+
+` + commands,
+	"status": `Prints the objects in TODO/, DONE/ and FAILED/, the work and results queues'
+depth (visible and in flight) with their dead-letter queues, and the running
+tasks (LAUNCHER=ecs).
+
+  --json      print the status as JSON instead of tables
+
+` + commands,
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := realMain(ctx, os.Args[1:])
+	err := realMain(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
 	if errors.Is(err, config.ErrHelp) {
 		return
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sqs-dispatcher:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
 
-func realMain(ctx context.Context, args []string) error {
-	cmd := "run"
-	if len(args) > 0 && (args[0] == "trigger" || args[0] == "run") {
-		cmd, args = args[0], args[1:]
+// usageError marks configuration errors (exit status 2).
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+type options struct {
+	store    adapters.Store
+	queues   adapters.Queues
+	cfg      dispatcher.Config
+	launcher string
+	procBin  string
+	maxTasks int
+	ecs      ecslaunch.Config
+	subnets  string
+	groups   string
+	dryRun   bool
+	redrive  bool
+	asJSON   bool
+}
+
+func (o *options) bind(set *config.Set, cmd string) {
+	o.store.Bind(set)
+	results := ""
+	if cmd == "status" {
+		results = "optional"
 	}
-	var (
-		store    adapters.Store
-		queues   adapters.Queues
-		cfg      dispatcher.Config
-		launcher string
-		procBin  string
-		maxTasks int
-		dryRun   bool
-	)
-	set := config.New("sqs-dispatcher "+cmd, usage)
-	store.Bind(set)
-	queues.Bind(set, "required", "")
-	cfg.Bind(set)
-	set.String(&launcher, "LAUNCHER", "exec", "how processors start: exec (hevc-processor as a local child process)")
-	set.String(&procBin, "PROCESSOR_BIN", "hevc-processor", "processor binary for LAUNCHER=exec")
-	set.Int(&maxTasks, "MAX_TASKS", local.DefaultCapacity(0), "most processors running at once")
-	set.Bool(&dryRun, "DRY_RUN", false, "trigger: print what would be sent, send nothing")
+	o.queues.Bind(set, "required", results)
+	if cmd == "run" {
+		o.cfg.Bind(set)
+	}
+	set.String(&o.launcher, "LAUNCHER", "ecs", "how processors start: ecs (one ECS task per file) or exec (hevc-processor as a local child process; alias local)")
+	set.String(&o.procBin, "PROCESSOR_BIN", "hevc-processor", "processor binary for LAUNCHER=exec")
+	set.Int(&o.maxTasks, "MAX_TASKS", 0, "most processors running at once (0: 10 for ecs, cores/X265 threads for exec)")
+	set.String(&o.ecs.Cluster, "ECS_CLUSTER", "", "ECS cluster name or ARN (LAUNCHER=ecs)")
+	set.String(&o.ecs.TaskDefinition, "ECS_TASK_DEFINITION", "", "processor task definition: family, family:revision or ARN (LAUNCHER=ecs)")
+	set.String(&o.ecs.Container, "ECS_CONTAINER_NAME", "hevc-processor", "the processor's container in the task definition (receives the job's environment)")
+	set.String(&o.subnets, "ECS_SUBNETS", "", "comma-separated subnet IDs for the tasks' awsvpc network (LAUNCHER=ecs)")
+	set.String(&o.groups, "ECS_SECURITY_GROUPS", "", "comma-separated security group IDs for the tasks")
+	set.Bool(&o.ecs.AssignPublicIP, "ECS_ASSIGN_PUBLIC_IP", false, "give tasks a public IP (public subnets without a NAT gateway)")
+	set.String(&o.ecs.CapacityProvider, "ECS_CAPACITY_PROVIDER", ecslaunch.FargateSpot, "FARGATE_SPOT (falls back to FARGATE when Spot has no capacity) or FARGATE")
+	set.Int(&o.ecs.SpotFallbackAfter, "ECS_SPOT_FALLBACK_AFTER", 3, "Spot capacity failures in a row before tasks run on FARGATE (0: never fall back)")
+	set.Duration(&o.ecs.SpotRetryAfter, "ECS_SPOT_RETRY_AFTER", 15*time.Minute, "how long to stay on FARGATE after a fallback before trying Spot again")
+	set.String(&o.ecs.PlatformVersion, "ECS_PLATFORM_VERSION", "", "Fargate platform version (empty: LATEST)")
+	set.String(&o.ecs.Endpoint, "ECS_ENDPOINT", "", "custom ECS endpoint URL (tests); empty for AWS")
+	if cmd == "trigger" {
+		set.Bool(&o.dryRun, "DRY_RUN", false, "print what would be sent, send nothing")
+		fs := set.FlagSet()
+		fs.BoolVar(&o.redrive, "redrive", false, "move the dead-letter queue back to the work queue")
+		fs.BoolVar(&o.asJSON, "json", false, "print the counts as JSON")
+	}
+	if cmd == "status" {
+		set.FlagSet().BoolVar(&o.asJSON, "json", false, "print the status as JSON")
+	}
 	set.Check(func() error {
-		if launcher != "exec" {
-			return fmt.Errorf("LAUNCHER must be exec, got %q", launcher)
+		switch o.launcher {
+		case "local":
+			o.launcher = "exec"
+		case "exec", "ecs":
+		default:
+			return fmt.Errorf("LAUNCHER must be ecs or exec, got %q", o.launcher)
 		}
-		if maxTasks < 1 {
-			return fmt.Errorf("MAX_TASKS must be at least 1, got %d", maxTasks)
+		if o.maxTasks < 0 {
+			return fmt.Errorf("MAX_TASKS must not be negative, got %d", o.maxTasks)
+		}
+		if o.maxTasks == 0 {
+			o.maxTasks = 10
+			if o.launcher == "exec" {
+				o.maxTasks = local.DefaultCapacity(0)
+			}
+		}
+		o.ecs.MaxTasks = o.maxTasks
+		o.ecs.Subnets, o.ecs.SecurityGroups = splitList(o.subnets), splitList(o.groups)
+		if o.ecs.SpotFallbackAfter <= 0 {
+			o.ecs.SpotFallbackAfter = -1
+		}
+		if o.launcher == "ecs" {
+			return o.ecs.Validate()
 		}
 		return nil
 	})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func realMain(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 {
+		switch args[0] {
+		case "run", "trigger", "status":
+			cmd, args = args[0], args[1:]
+		case "help":
+			fmt.Fprintln(stdout, commands)
+			return config.ErrHelp
+		default:
+			if !strings.HasPrefix(args[0], "-") {
+				return usageError{fmt.Errorf("unknown command %q\n%s", args[0], commands)}
+			}
+		}
+	}
+	var o options
+	set := config.New("sqs-dispatcher "+cmd, usages[cmd])
+	set.SetGetenv(getenv)
+	set.FlagSet().SetOutput(stdout)
+	o.bind(set, cmd)
 	if err := set.Parse(args); err != nil {
-		return err
+		if errors.Is(err, config.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if len(set.Args()) > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", set.Args())}
 	}
 	log := logging.New("sqs-dispatcher")
-	st, err := store.Open(ctx)
+	st, err := o.store.Open(ctx)
 	if err != nil {
 		return err
 	}
-	q, err := queues.Open(ctx, queues.Work, store.Region)
+	q, err := o.queues.Open(ctx, o.queues.Work, o.store.Region)
 	if err != nil {
 		return err
 	}
-	l := local.New(ctx, execProcessor(procBin), maxTasks, func(j launch.Job, err error) {
+
+	var l launch.Launcher
+	var wait func()
+	switch {
+	case o.launcher == "ecs":
+		o.ecs.Region, o.ecs.Log = o.store.Region, log
+		el, err := ecslaunch.New(ctx, o.ecs)
 		if err != nil {
-			log.Warn().Str("key", j.Key).Err(err).Msg("processor exited with an error")
+			return err
 		}
-	})
-	if cmd == "trigger" {
-		res, err := dispatcher.Trigger(ctx, st, q, l, dryRun, log)
-		fmt.Printf("sent %d, skipped %d running, %d with a result\n", res.Sent, res.InFlight, res.HasResult)
+		l = el
+	case cmd == "run":
+		ll := local.New(ctx, execProcessor(o.procBin), o.maxTasks, func(j launch.Job, err error) {
+			if err != nil {
+				log.Warn().Str("key", j.Key).Err(err).Msg("processor exited with an error")
+			}
+		})
+		l, wait = ll, ll.Wait
+	default:
+		// Local processors of another dispatcher process are not visible
+		// from here: nothing is known to be running.
+	}
+
+	switch cmd {
+	case "trigger":
+		return trigger(ctx, o, st, q, l, log, stdout)
+	case "status":
+		var results queue.Queue
+		if o.queues.Results != "" {
+			if results, err = o.queues.Open(ctx, o.queues.Results, o.store.Region); err != nil {
+				return err
+			}
+		}
+		s, err := dispatcher.CollectStatus(ctx, st, q, results, l)
+		if err != nil {
+			return err
+		}
+		if o.asJSON {
+			return s.WriteJSON(stdout)
+		}
+		return s.WriteTable(stdout)
+	}
+	d := &dispatcher.Dispatcher{Store: st, Queue: q, Launcher: l, Cfg: o.cfg, Log: log}
+	log.Info().Str("launcher", o.launcher).Int("max_tasks", o.maxTasks).Str("queue", q.Name()).Msg("dispatching")
+	err = d.Run(ctx)
+	if wait != nil {
+		wait()
+	}
+	return err
+}
+
+func trigger(ctx context.Context, o options, st storage.Store, q queue.Queue, l launch.Launcher, log zerolog.Logger, stdout io.Writer) error {
+	if o.redrive {
+		n, err := dispatcher.Redrive(ctx, q, o.dryRun)
+		switch {
+		case o.asJSON:
+			if jerr := json.NewEncoder(stdout).Encode(map[string]any{"redriven": n, "dry_run": o.dryRun}); jerr != nil && err == nil {
+				err = jerr
+			}
+		case o.dryRun:
+			fmt.Fprintf(stdout, "would move %d message(s) from the dead-letter queue back to %s\n", n, q.Name())
+		default:
+			fmt.Fprintf(stdout, "moved %d message(s) from the dead-letter queue back to %s\n", n, q.Name())
+		}
 		return err
 	}
-	d := &dispatcher.Dispatcher{Store: st, Queue: q, Launcher: l, Cfg: cfg, Log: log}
-	err = d.Run(ctx)
-	l.Wait()
+	opts := dispatcher.TriggerOptions{DryRun: o.dryRun}
+	if o.dryRun && !o.asJSON {
+		opts.Out = stdout
+	}
+	res, err := dispatcher.TriggerWith(ctx, st, q, l, opts, log)
+	if o.asJSON {
+		out := struct {
+			dispatcher.TriggerResult
+			DryRun bool `json:"dry_run"`
+		}{res, o.dryRun}
+		if jerr := json.NewEncoder(stdout).Encode(out); jerr != nil && err == nil {
+			err = jerr
+		}
+		return err
+	}
+	verb := "sent"
+	if o.dryRun {
+		verb = "would send"
+	}
+	fmt.Fprintf(stdout, "%s %d; skipped %d running, %d with a result in DONE/, %d invalid\n", verb, res.Sent, res.InFlight, res.HasResult, res.Invalid)
 	return err
 }
 
@@ -109,6 +313,7 @@ func execProcessor(bin string) local.RunFunc {
 		c.Stdout, c.Stderr = os.Stdout, os.Stderr
 		// SIGTERM, not SIGKILL, so the processor hands its message back.
 		c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+		c.WaitDelay = 2 * time.Minute
 		if err := c.Run(); err != nil {
 			return fmt.Errorf("%s for %s: %w", bin, job.Key, err)
 		}

@@ -20,6 +20,7 @@ func (c *Config) Bind(s *config.Set) {
 	s.Duration(&c.Heartbeat, "HEARTBEAT_INTERVAL", time.Minute, "how often the work message's visibility is extended while encoding")
 	s.Duration(&c.Visibility, "VISIBILITY_TIMEOUT", 5*time.Minute, "visibility set by each heartbeat; must exceed HEARTBEAT_INTERVAL")
 	s.String(&c.WorkDir, "WORK_DIR", "", "scratch directory for input and output (default: the OS temp dir)")
+	s.Bool(&c.StreamInput, "STREAM_INPUT", true, "let ffmpeg stream the input from a presigned S3 URL, encoding while it arrives (false: download it first)")
 	s.Check(func() error {
 		st, err := media.Preset(quality)
 		if err != nil {
@@ -38,7 +39,7 @@ func (c *Config) Bind(s *config.Set) {
 		if st.AudioBitrate == "" {
 			st.AudioBitrate = d.AudioBitrate
 		}
-		c.Settings = st
+		c.Settings = st.WithCPUs() // X265_THREADS=0: pools and frame threads for the task's CPUs (cgroup quota)
 		if c.Visibility <= c.Heartbeat {
 			return fmt.Errorf("VISIBILITY_TIMEOUT (%s) must be longer than HEARTBEAT_INTERVAL (%s)", c.Visibility, c.Heartbeat)
 		}

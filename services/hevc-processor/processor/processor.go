@@ -80,6 +80,10 @@ type Record struct {
 	Time         time.Time `json:"time"`
 }
 
+// ErrInterrupted is wrapped by Process's error when ctx was cancelled
+// (SIGTERM): the job was handed back to the queue for a retry.
+var ErrInterrupted = errors.New("interrupted; message released for a retry")
+
 // permanent marks failures that retrying cannot fix.
 type permanent struct{ error }
 
@@ -99,16 +103,18 @@ func (p *Processor) Process(ctx context.Context, job launch.Job) (Result, error)
 	var perm permanent
 	switch {
 	case err == nil:
+	case ctx.Err() != nil:
+		// Interrupted (SIGTERM, Spot): hand the job back at once. Checked
+		// before permanent failures: a tool killed by the cancellation can
+		// look like a bad input, and must not end in FAILED/.
+		p.release(job, log)
+		return res, fmt.Errorf("process %s: %w: %w", job.Key, ErrInterrupted, ctx.Err())
 	case errors.As(err, &perm):
 		res.Outcome, res.Reason = Failed, perm.Error()
 		if rerr := p.writeRecord(context.WithoutCancel(ctx), job.Key, res, nil); rerr != nil {
 			return res, fmt.Errorf("record failure of %s: %w (failure: %v)", job.Key, rerr, err)
 		}
 		log.Error().Str("reason", res.Reason).Msg("failed permanently; original kept, recorded in FAILED/")
-	case ctx.Err() != nil:
-		// Interrupted (SIGTERM, Spot): hand the job back at once.
-		p.release(job, log)
-		return res, fmt.Errorf("process %s: interrupted: %w", job.Key, ctx.Err())
 	default:
 		log.Warn().Err(err).Msg("transient failure; the message will be redelivered")
 		return res, err
@@ -162,8 +168,9 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		return res, permanent{fmt.Errorf("%s is not a readable video: %s", rel, strings.ReplaceAll(err.Error(), in, "input"))}
 	}
 	if err != nil {
-		return res, fmt.Errorf("probe %s: %w", job.Key, err)
+		return res, fmt.Errorf("probe %s: %w", job.Key, redact(err, in))
 	}
+	info.Path = rel // messages name the file, never a presigned URL
 	if info.IsHEVC() {
 		log.Info().Msg("already HEVC; not re-encoding")
 		res.Outcome = AlreadyHEVC
@@ -180,13 +187,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		if errors.Is(err, media.ErrBadInput) {
 			return res, permanent{fmt.Errorf("%s cannot be decoded: %s", rel, strings.ReplaceAll(err.Error(), in, "input"))}
 		}
-		return res, fmt.Errorf("encode %s: %w", job.Key, err)
-	}
-	if _, err := media.Verify(ctx, info, out); err != nil {
-		if errors.Is(err, media.ErrVerify) {
-			return res, permanent{fmt.Errorf("encoded %s does not match its input: %w", rel, err)}
-		}
-		return res, fmt.Errorf("verify %s: %w", job.Key, err)
+		return res, fmt.Errorf("encode %s: %w", job.Key, redact(err, in))
 	}
 	st, err := os.Stat(out)
 	if err != nil {
@@ -194,6 +195,9 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	res.OutSize = st.Size()
 	if res.OutSize >= res.InSize {
+		if _, err := media.Verify(ctx, info, out); err != nil {
+			return res, verifyFailure(rel, job.Key, err)
+		}
 		res.Outcome, res.Reason = NoGain, fmt.Sprintf("HEVC output (%d bytes) is not smaller than the input (%d bytes); original kept", res.OutSize, res.InSize)
 		if err := p.writeRecord(ctx, job.Key, res, plan.Dropped); err != nil {
 			return res, err
@@ -201,12 +205,6 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		return res, p.Store.Delete(ctx, job.Key)
 	}
 
-	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("uploading result (verified)")
-	f, err := os.Open(out)
-	if err != nil {
-		return res, fmt.Errorf("open output of %s: %w", job.Key, err)
-	}
-	defer f.Close()
 	md := map[string]string{
 		storage.MetaSourceSize: strconv.FormatInt(src.Size, 10),
 		"duration":             strconv.FormatFloat(info.Duration, 'f', 3, 64),
@@ -217,7 +215,13 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	if v := src.Metadata[storage.MetaSourceMtime]; v != "" {
 		md[storage.MetaSourceMtime] = v
 	}
-	if _, err := p.Store.Put(ctx, doneKey, f, storage.PutOptions{Size: res.OutSize, Metadata: md}); err != nil {
+	// Verification and upload overlap; DONE/ is committed only once the
+	// output is verified (overlap.go).
+	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("verifying and uploading result")
+	if err := p.verifyAndUpload(ctx, info, out, doneKey, res.OutSize, md); err != nil {
+		if errors.Is(err, media.ErrVerify) {
+			return res, verifyFailure(rel, job.Key, err)
+		}
 		return res, fmt.Errorf("upload %s: %w", doneKey, err)
 	}
 	// Only now, with the verified result durable, is the work object removed.

@@ -1,11 +1,14 @@
 // Package dispatcher is sqs-dispatcher's logic: turn work-queue events into
-// processor launches, one per key, at most the launcher's capacity at once.
+// processor launches, one per key, at most the launcher's capacity at once;
+// re-queue TODO/ (Trigger), move the dead-letter queue back (Redrive) and
+// report the pipeline's state (Status).
 package dispatcher
 
 import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -22,18 +25,34 @@ import (
 type Config struct {
 	// Wait is the long-poll wait of each receive.
 	Wait time.Duration
-	// StartGrace is the visibility given to a message once its processor is
-	// launched, covering the processor's start until its first heartbeat.
+	// StartGrace is the visibility given to a message when its processor is
+	// launched, covering the task's start until its first heartbeat.
 	StartGrace time.Duration
-	// Busy is how long to pause when at capacity or after errors.
+	// Busy is how long to pause when at capacity or after errors, and the
+	// visibility given back to a message whose launch failed.
 	Busy time.Duration
+	// Refresh is how often Run lists the launcher's running processors
+	// (default 2 s); keys launched in between count as in flight.
+	Refresh time.Duration
 }
 
 // Bind registers the dispatcher's variables.
 func (c *Config) Bind(s *config.Set) {
 	s.Duration(&c.Wait, "RECEIVE_WAIT", 20*time.Second, "long-poll wait of each receive (max 20s on SQS)")
-	s.Duration(&c.StartGrace, "START_GRACE", 10*time.Minute, "message visibility after a launch, until the processor's heartbeat takes over")
-	c.Busy = 5 * time.Second
+	s.Duration(&c.StartGrace, "START_GRACE", 10*time.Minute, "message visibility from a launch until the processor's heartbeat takes over (covers task provisioning and image pull)")
+	s.Duration(&c.Busy, "BUSY_WAIT", 5*time.Second, "pause when at MAX_TASKS or after an error; a message whose launch failed reappears after it")
+	s.Check(func() error {
+		if c.Wait < 0 || c.Wait > 20*time.Second {
+			return fmt.Errorf("RECEIVE_WAIT must be 0..20s, got %s", c.Wait)
+		}
+		if c.StartGrace < time.Second || c.StartGrace > 12*time.Hour {
+			return fmt.Errorf("START_GRACE must be 1s..12h (SQS's visibility range), got %s", c.StartGrace)
+		}
+		if c.Busy <= 0 {
+			return fmt.Errorf("BUSY_WAIT must be positive, got %s", c.Busy)
+		}
+		return nil
+	})
 }
 
 // Dispatcher consumes the work queue.
@@ -45,29 +64,191 @@ type Dispatcher struct {
 	Log      zerolog.Logger
 }
 
-// Run dispatches until ctx ends.
+// Keys tracks the keys in flight for Handle, safe for concurrent use: a
+// snapshot of the launcher's (InFlight), the keys launched here since that
+// snapshot was taken, and the keys of messages being handled (claimed).
+type Keys struct {
+	mu       sync.Mutex
+	snapshot map[string]bool
+	launched map[string]time.Time
+	claimed  map[string]bool
+	busy     int // messages being handled
+}
+
+// NewKeys makes a tracker whose snapshot is keys (may be nil).
+func NewKeys(keys map[string]bool) *Keys {
+	k := &Keys{launched: map[string]time.Time{}, claimed: map[string]bool{}}
+	k.SetSnapshot(keys, time.Now())
+	return k
+}
+
+// SetSnapshot replaces the snapshot with keys, listed from a call that
+// started at taken: keys launched here since then are kept (the listing may
+// not show them).
+func (k *Keys) SetSnapshot(keys map[string]bool, taken time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.snapshot = map[string]bool{}
+	for key, ok := range keys {
+		if ok {
+			k.snapshot[key] = true
+		}
+	}
+	for key, at := range k.launched {
+		if at.Before(taken) {
+			delete(k.launched, key)
+		}
+	}
+}
+
+// Claim marks key as being handled and reports whether it was free: not in
+// flight, not launched here, not claimed.
+func (k *Keys) Claim(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.snapshot[key] || !k.launched[key].IsZero() || k.claimed[key] {
+		return false
+	}
+	k.claimed[key] = true
+	return true
+}
+
+// Finish ends a claim; a launched key stays in flight.
+func (k *Keys) Finish(key string, launched bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.claimed, key)
+	if launched {
+		k.launched[key] = time.Now()
+	}
+}
+
+// Has reports whether key is in flight or claimed.
+func (k *Keys) Has(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.snapshot[key] || !k.launched[key].IsZero() || k.claimed[key]
+}
+
+// Running is the number of keys in flight (snapshot and launched here).
+func (k *Keys) Running() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := len(k.snapshot)
+	for key := range k.launched {
+		if !k.snapshot[key] {
+			n++
+		}
+	}
+	return n
+}
+
+// load counts processors that run or may start: Running plus the messages
+// being handled.
+func (k *Keys) load() int {
+	n := k.Running()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return n + k.busy
+}
+
+func (k *Keys) addBusy(d int) {
+	k.mu.Lock()
+	k.busy += d
+	k.mu.Unlock()
+}
+
+// Outcome is what Handle did with a message.
+type Outcome string
+
+// Outcomes of Handle.
+const (
+	Launched  Outcome = "launched"
+	Dropped   Outcome = "dropped"   // deleted: invalid, not ours, gone, done, or a duplicate
+	Deferred  Outcome = "deferred"  // kept hidden: a task for the key is running
+	Split     Outcome = "split"     // several records re-sent one per message
+	Retry     Outcome = "retry"     // left to reappear (error)
+	Unhandled Outcome = "unhandled" // ctx ended
+)
+
+func (c *Config) defaults() {
+	if c.Busy <= 0 {
+		c.Busy = 5 * time.Second
+	}
+	if c.StartGrace <= 0 {
+		c.StartGrace = 10 * time.Minute
+	}
+	if c.Refresh <= 0 {
+		c.Refresh = 2 * time.Second
+	}
+}
+
+// maxHandlers bounds the messages handled at once (two receives' worth),
+// so that the next batch is received while the last is still launching.
+const maxHandlers = 20
+
+// Run dispatches until ctx ends. At the launcher's capacity it receives
+// nothing (messages stay in the queue), so the cap holds however many
+// messages wait. The launcher's tasks are listed at most every Refresh
+// (and whenever a redelivered message needs a fresh look); in between,
+// keys launched here count as in flight.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	if d.Cfg.Busy <= 0 {
-		d.Cfg.Busy = 5 * time.Second
+	d.Cfg.defaults()
+	keys := NewKeys(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, maxHandlers)
+	var mu sync.Mutex
+	var pauseUntil time.Time
+	var listed time.Time // when the last snapshot was taken; zero: take one
+	refresh := func() bool {
+		start := time.Now()
+		snap, err := d.Launcher.InFlight(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.Log.Error().Err(err).Msg("list running processors; retrying")
+				sleep(ctx, d.Cfg.Busy)
+			}
+			return false
+		}
+		keys.SetSnapshot(snap, start)
+		listed = start
+		return true
 	}
 	for ctx.Err() == nil {
-		free := 10
-		inflight, err := d.Launcher.InFlight(ctx)
-		if err != nil {
-			d.Log.Error().Err(err).Msg("count running processors")
-			sleep(ctx, d.Cfg.Busy)
+		mu.Lock()
+		pause := time.Until(pauseUntil)
+		mu.Unlock()
+		if pause > 0 {
+			// A launch failed (no capacity, throttled): let it recover.
+			sleep(ctx, pause)
 			continue
 		}
+		if time.Since(listed) >= d.Cfg.Refresh && !refresh() {
+			continue
+		}
+		free := 10
 		if c := d.Launcher.Capacity(); c > 0 {
-			free = min(10, c-len(inflight))
+			free = min(10, c-keys.load())
 		}
 		if free <= 0 {
-			// At the cap: receive nothing, so messages stay for other
-			// dispatchers or for later.
+			d.Log.Debug().Int("running", keys.Running()).Int("max_tasks", d.Launcher.Capacity()).Msg("at capacity; not receiving")
 			sleep(ctx, d.Cfg.Busy)
+			listed = time.Time{} // see which tasks have ended
 			continue
 		}
+		// Room to handle a whole batch.
+		for i := 0; i < free; i++ {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		msgs, err := d.Queue.Receive(ctx, free, d.Cfg.Wait)
+		for i := len(msgs); i < free; i++ {
+			<-slots
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				d.Log.Error().Err(err).Msg("receive work")
@@ -75,142 +256,192 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if redelivered(msgs) {
+			// A redelivered message may have been released by a task that
+			// has stopped since the snapshot (Spot interruption): look
+			// again, or it would be deferred as if that task still ran.
+			refresh()
+		}
+		keys.addBusy(len(msgs))
 		for _, m := range msgs {
-			if err := d.Handle(ctx, m, inflight); err != nil && ctx.Err() == nil {
-				d.Log.Error().Err(err).Str("message", m.ID).Msg("dispatch; the message will be redelivered")
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				defer keys.addBusy(-1)
+				out, err := d.Handle(ctx, m, keys)
+				if err != nil && ctx.Err() == nil {
+					d.Log.Error().Err(err).Str("message_id", m.ID).Str("outcome", string(out)).Msg("dispatch failed; the message will be redelivered")
+				}
+				if out == Retry {
+					mu.Lock()
+					pauseUntil = time.Now().Add(d.Cfg.Busy)
+					mu.Unlock()
+				}
+			}()
 		}
 	}
 	return nil
 }
 
-// Handle dispatches one message; inflight is updated with launched keys.
-func (d *Dispatcher) Handle(ctx context.Context, m queue.Message, inflight map[string]bool) error {
+func redelivered(msgs []queue.Message) bool {
+	for _, m := range msgs {
+		if m.ReceiveCount > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// HandleBatch handles received messages concurrently (a key is launched
+// once even when several messages of the batch name it) and reports whether
+// a launch failed.
+func (d *Dispatcher) HandleBatch(ctx context.Context, msgs []queue.Message, inflight *Keys) (launchFailed bool) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, m := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := d.Handle(ctx, m, inflight)
+			if err != nil && ctx.Err() == nil {
+				d.Log.Error().Err(err).Str("message_id", m.ID).Str("outcome", string(out)).Msg("dispatch failed; the message will be redelivered")
+			}
+			if out == Retry {
+				mu.Lock()
+				launchFailed = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return launchFailed
+}
+
+// Handle dispatches one message. inflight holds the keys whose processors
+// run; Handle claims the key before launching and keeps it claimed once
+// launched.
+func (d *Dispatcher) Handle(ctx context.Context, m queue.Message, inflight *Keys) (Outcome, error) {
+	d.Cfg.defaults()
 	recs, err := events.Parse(m.Body)
 	if err != nil {
-		d.Log.Error().Err(err).Str("message", m.ID).Msg("unreadable work message; deleted")
-		return d.Queue.Delete(ctx, m.Receipt)
+		d.Log.Error().Err(err).Str("message_id", m.ID).Msg("unreadable work message; deleted")
+		return Dropped, d.Queue.Delete(ctx, m.Receipt)
 	}
 	if len(recs) != 1 {
 		// One job per message, so that each has its own receipt for the
 		// processor's heartbeat: split (or drop a test event).
+		if len(recs) == 0 {
+			d.Log.Info().Str("message_id", m.ID).Msg("test event; deleted")
+			return Dropped, d.Queue.Delete(ctx, m.Receipt)
+		}
 		var bodies []string
 		for _, r := range recs {
 			bodies = append(bodies, events.Created(r.Bucket, r.Key, r.Size, r.EventName))
 		}
 		if err := d.Queue.Send(ctx, bodies...); err != nil {
-			return fmt.Errorf("split message %s: %w", m.ID, err)
+			return Retry, fmt.Errorf("split message %s: %w", m.ID, err)
 		}
-		return d.Queue.Delete(ctx, m.Receipt)
+		d.Log.Info().Str("message_id", m.ID).Int("records", len(recs)).Msg("message split into one message per record")
+		return Split, d.Queue.Delete(ctx, m.Receipt)
 	}
 	r := recs[0]
-	log := d.Log.With().Str("key", r.Key).Logger()
-	drop := func(why string) error {
+	log := d.Log.With().Str("key", r.Key).Str("message_id", m.ID).Int("receive_count", m.ReceiveCount).Logger()
+	drop := func(why string) (Outcome, error) {
 		log.Info().Str("reason", why).Msg("message dropped")
-		return d.Queue.Delete(ctx, m.Receipt)
+		if err := d.Queue.Delete(ctx, m.Receipt); err != nil {
+			return Retry, fmt.Errorf("delete message for %s: %w", r.Key, err)
+		}
+		return Dropped, nil
 	}
-	if r.Bucket != d.Store.Bucket() {
-		return drop(fmt.Sprintf("bucket %q is not ours (%q)", r.Bucket, d.Store.Bucket()))
+	if reason := Validate(r, d.Store.Bucket()); reason != "" {
+		return drop(reason)
 	}
-	if !strings.HasPrefix(r.EventName, "ObjectCreated") && r.EventName != "" {
-		return drop("event " + r.EventName)
+	if !inflight.Claim(r.Key) {
+		if m.ReceiveCount <= 1 {
+			// A second event for a key whose task runs: that task holds its
+			// own message, so this one is redundant.
+			return drop("duplicate: a processor for this key is already running")
+		}
+		// Received before: this may be the running task's own message
+		// (whose heartbeat has not started yet, or stopped). Keep it,
+		// hidden, so that the job is not lost if that task dies.
+		if err := d.Queue.ChangeVisibility(ctx, m.Receipt, d.Cfg.StartGrace); err != nil {
+			return Retry, fmt.Errorf("defer message for %s: %w", r.Key, err)
+		}
+		log.Info().Dur("for", d.Cfg.StartGrace).Msg("a processor for this key is running; message kept hidden")
+		return Deferred, nil
 	}
-	rel, err := library.RelFromTodo(r.Key)
-	if err != nil {
-		return drop(err.Error())
-	}
-	if inflight[r.Key] {
-		return drop("a processor for this key is already running")
-	}
+	launched := false
+	defer func() { inflight.Finish(r.Key, launched) }()
+	rel, _ := library.RelFromTodo(r.Key) // checked by Validate
 	doneKey, _ := library.DoneKey(rel)
-	if ok, err := storage.Exists(ctx, d.Store, doneKey); err != nil {
-		return fmt.Errorf("check %s: %w", doneKey, err)
-	} else if ok {
+	// Both lookups at once: they are most of a dispatch's latency.
+	var doneOK, todoOK bool
+	var doneErr, todoErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		doneOK, doneErr = storage.Exists(ctx, d.Store, doneKey)
+	}()
+	todoOK, todoErr = storage.Exists(ctx, d.Store, r.Key)
+	wg.Wait()
+	if doneErr != nil {
+		return Retry, fmt.Errorf("check %s: %w", doneKey, doneErr)
+	} else if doneOK {
+		// Encoded before (the message was redelivered after the processor
+		// uploaded): finish its clean-up.
 		if err := d.Store.Delete(ctx, r.Key); err != nil {
-			return fmt.Errorf("delete %s (result exists): %w", r.Key, err)
+			return Retry, fmt.Errorf("delete %s (result exists): %w", r.Key, err)
 		}
 		return drop("result already in DONE/")
 	}
-	if ok, err := storage.Exists(ctx, d.Store, r.Key); err != nil {
-		return fmt.Errorf("check %s: %w", r.Key, err)
-	} else if !ok {
+	if todoErr != nil {
+		return Retry, fmt.Errorf("check %s: %w", r.Key, todoErr)
+	} else if !todoOK {
 		return drop("TODO object no longer exists")
+	}
+	// Hide the message for the start-up before RunTask, so that the
+	// receipt the processor gets stays valid however long RunTask's
+	// retries take; the processor's heartbeat takes over from there.
+	if err := d.Queue.ChangeVisibility(ctx, m.Receipt, d.Cfg.StartGrace); err != nil {
+		return Retry, fmt.Errorf("extend visibility of the message for %s: %w", r.Key, err)
 	}
 	job := launch.Job{Bucket: r.Bucket, Key: r.Key, QueueURL: d.Queue.Name(), Receipt: m.Receipt}
 	if err := d.Launcher.Launch(ctx, job); err != nil {
-		// Let the message come back soon rather than after the full timeout.
-		_ = d.Queue.ChangeVisibility(ctx, m.Receipt, d.Cfg.Busy)
-		return fmt.Errorf("launch %s: %w", r.Key, err)
-	}
-	inflight[r.Key] = true
-	if d.Cfg.StartGrace > 0 {
-		if err := d.Queue.ChangeVisibility(ctx, m.Receipt, d.Cfg.StartGrace); err != nil {
-			log.Warn().Err(err).Msg("extend visibility after launch")
+		// Let the message come back soon rather than after StartGrace.
+		if verr := d.Queue.ChangeVisibility(context.WithoutCancel(ctx), m.Receipt, d.Cfg.Busy); verr != nil {
+			log.Warn().Err(verr).Msg("give the message back after a failed launch")
 		}
+		if ctx.Err() != nil {
+			return Unhandled, ctx.Err()
+		}
+		return Retry, fmt.Errorf("launch %s: %w", r.Key, err)
 	}
-	log.Info().Int("receive_count", m.ReceiveCount).Msg("processor launched")
-	return nil
+	launched = true
+	log.Info().Msg("processor launched")
+	return Launched, nil
 }
 
-// TriggerResult counts what Trigger did.
-type TriggerResult struct {
-	Sent, InFlight, HasResult int
-}
-
-// Trigger re-queues every TODO/ object without a running processor or a
-// result, as S3-event-shaped messages (re-process).
-func Trigger(ctx context.Context, st storage.Store, q queue.Queue, l launch.Launcher, dryRun bool, log zerolog.Logger) (TriggerResult, error) {
-	var res TriggerResult
-	inflight := map[string]bool{}
-	if l != nil {
-		var err error
-		if inflight, err = l.InFlight(ctx); err != nil {
-			return res, fmt.Errorf("list running processors: %w", err)
-		}
+// Validate says why a record is not a job for this bucket ("" when it is):
+// another bucket, not an ObjectCreated event, a key outside TODO/<rel>.mp4
+// or the library rules, or one of our own outputs.
+func Validate(r events.Record, bucket string) string {
+	if r.Bucket != bucket {
+		return fmt.Sprintf("bucket %q is not ours (%q)", r.Bucket, bucket)
 	}
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 || dryRun {
-			batch = nil
-			return nil
-		}
-		err := q.Send(ctx, batch...)
-		batch = nil
-		return err
+	if r.EventName != "" && !strings.HasPrefix(r.EventName, "ObjectCreated") {
+		return "event " + r.EventName + " is not ObjectCreated"
 	}
-	err := storage.Walk(ctx, st, library.TodoPrefix, func(o storage.Object) error {
-		rel, err := library.RelFromTodo(o.Key)
-		if err != nil {
-			log.Warn().Str("key", o.Key).Err(err).Msg("trigger: skipped")
-			return nil
-		}
-		if inflight[o.Key] {
-			res.InFlight++
-			return nil
-		}
-		if dk, _ := library.DoneKey(rel); dk != "" {
-			if ok, err := storage.Exists(ctx, st, dk); err != nil {
-				return err
-			} else if ok {
-				res.HasResult++
-				return nil
-			}
-		}
-		log.Info().Str("key", o.Key).Bool("dry_run", dryRun).Msg("trigger")
-		batch = append(batch, events.Created(st.Bucket(), o.Key, o.Size, "ObjectCreated:Put"))
-		res.Sent++
-		if len(batch) == 10 {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
+	rel, err := library.RelFromTodo(r.Key)
 	if err != nil {
-		return res, fmt.Errorf("trigger: %w", err)
+		return err.Error()
 	}
-	return res, nil
+	if library.IsHevcName(rel) {
+		return fmt.Sprintf("%q is an encoded output (%s), never re-encoded", r.Key, library.HevcSuffix)
+	}
+	return ""
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -1,0 +1,132 @@
+package processor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
+)
+
+// verifyAndUpload checks out against its input (media.Verify: probe and a
+// full decode) while uploading it to key, so that the upload costs no time
+// of its own. The upload streams the file but withholds its end until the
+// verification is over: the store commits an object only after reading to
+// EOF, so DONE/ appears only for a verified output. A failed verification
+// aborts the upload (nothing is committed) and is returned as is (it
+// wraps media.ErrVerify when the output does not match).
+func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, out, key string, size int64, md map[string]string) error {
+	// The SHA-256 goes into the object's metadata, which S3 fixes when a
+	// multipart upload starts: hash first (a fraction of a second per
+	// 100 MB), then stream.
+	sum, err := fileSHA256(out)
+	if err != nil {
+		return fmt.Errorf("hash output: %w", err)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		return fmt.Errorf("open output: %w", err)
+	}
+	defer f.Close()
+
+	uctx, cancelUpload := context.WithCancelCause(ctx)
+	defer cancelUpload(nil)
+	vctx, cancelVerify := context.WithCancel(ctx)
+	defer cancelVerify()
+	v := &verdict{done: make(chan struct{})}
+	go func() {
+		defer close(v.done)
+		if _, err := media.Verify(vctx, info, out); err != nil {
+			v.err = err
+			cancelUpload(err) // stop sending parts nobody will commit
+		}
+	}()
+
+	_, uerr := p.Store.Put(uctx, key, &gatedReader{r: f, v: v}, storage.PutOptions{Size: size, SHA256: sum, Metadata: md})
+	if uerr != nil {
+		cancelVerify() // the upload failed on its own: no point decoding on
+	}
+	<-v.done
+	switch {
+	case v.err != nil && (uerr == nil || !errors.Is(v.err, context.Canceled)):
+		if uerr == nil {
+			// Cannot happen (Put read to EOF, which waits for the verdict);
+			// if an adapter ever commits early, say so loudly.
+			return fmt.Errorf("%s was committed although verification failed: %w", key, v.err)
+		}
+		return v.err
+	case uerr != nil:
+		return uerr
+	}
+	return nil
+}
+
+// verdict is the outcome of the verification, known once done is closed.
+type verdict struct {
+	done chan struct{}
+	err  error
+}
+
+// gatedReader reads r; at r's EOF it waits for the verdict and returns
+// EOF only when the verification passed.
+type gatedReader struct {
+	r io.Reader
+	v *verdict
+}
+
+func (g *gatedReader) Read(b []byte) (int, error) {
+	n, err := g.r.Read(b)
+	if err == io.EOF {
+		<-g.v.done
+		if g.v.err != nil {
+			return n, fmt.Errorf("output not verified: %w", g.v.err)
+		}
+	}
+	return n, err
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// verifyFailure classifies a verification error: a mismatch is permanent
+// (FAILED/), anything else (ffmpeg missing, cancelled) is retried.
+func verifyFailure(rel, key string, err error) error {
+	if errors.Is(err, media.ErrVerify) {
+		return permanent{fmt.Errorf("encoded %s does not match its input: %w", rel, err)}
+	}
+	return fmt.Errorf("verify %s: %w", key, err)
+}
+
+// redact replaces a presigned input URL in err's message (ffmpeg repeats
+// its input in errors): the URL is a bearer credential for the object and
+// carries the task's session token. The error chain is kept.
+func redact(err error, input string) error {
+	if err == nil || !strings.Contains(input, "://") || !strings.Contains(err.Error(), input) {
+		return err
+	}
+	return redacted{msg: strings.ReplaceAll(err.Error(), input, "<presigned input URL>"), err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r redacted) Error() string { return r.msg }
+func (r redacted) Unwrap() error { return r.err }

@@ -1,0 +1,203 @@
+// Command dispatchbench measures how fast sqs-dispatcher turns queued work
+// events into ECS RunTask calls (issue 5: target >= 100 dispatches/s, so
+// that the dispatcher is never the bottleneck).
+//
+// It starts MinIO and local-aws-sqs (pkg/awstest) and the ECS test endpoint
+// (pkg/ecstest), writes N small TODO/ objects, queues one S3 event per
+// object, and times the real dispatcher (validate, HEAD DONE/ and TODO/,
+// extend visibility, RunTask) until every event has become a task. Two
+// cases: tasks that finish at once, and tasks that keep running (so that
+// every loop lists N tasks in flight). Results are printed and appended to
+// $BENCH_OUT as JSON lines. QUICK=1 queues 300 events instead of 1,000.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/rs/zerolog"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
+	"github.com/hevc-encoder/hevc-encoder/pkg/ecstest"
+	"github.com/hevc-encoder/hevc-encoder/pkg/events"
+	ecslaunch "github.com/hevc-encoder/hevc-encoder/pkg/launch/ecs"
+	sqsqueue "github.com/hevc-encoder/hevc-encoder/pkg/queue/sqs"
+	s3store "github.com/hevc-encoder/hevc-encoder/pkg/storage/s3"
+	"github.com/hevc-encoder/hevc-encoder/services/sqs-dispatcher/dispatcher"
+)
+
+const target = 100.0 // dispatches per second
+
+func main() {
+	n := flag.Int("events", 1000, "queued events per case")
+	flag.Parse()
+	if os.Getenv("QUICK") == "1" && *n == 1000 {
+		*n = 300
+	}
+	if err := run(*n); err != nil {
+		fmt.Fprintln(os.Stderr, "dispatchbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int) error {
+	ctx := context.Background()
+	fmt.Fprintln(os.Stderr, "dispatchbench: starting MinIO and local-aws-sqs")
+	env, err := awstest.New(ctx, awstest.Options{VisibilityTimeout: 5 * time.Minute, Logf: func(f string, a ...any) {
+		fmt.Fprintf(os.Stderr, f+"\n", a...)
+	}})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+
+	var lines []map[string]any
+	for _, c := range []struct {
+		name  string
+		keeps bool
+	}{{"tasks finish at once", false}, {"tasks keep running", true}} {
+		rate, calls, err := benchCase(ctx, env, n, c.keeps)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		lines = append(lines, map[string]any{
+			"issue": 5, "case": fmt.Sprintf("dispatch %d queued events, %s", n, c.name),
+			"ours": round(rate), "anchor": target, "unit": "dispatches/s", "anchor_name": "target",
+			"ratio": round(rate / target), "target": ">=1.0", "pass": rate >= target,
+			"notes": fmt.Sprintf("MinIO + local-aws-sqs + ECS test endpoint on loopback; %s", calls),
+		})
+	}
+
+	var out io.Writer = io.Discard
+	if p := os.Getenv("BENCH_OUT"); p != "" {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = f
+	}
+	for _, l := range lines {
+		b, _ := json.Marshal(l)
+		fmt.Println(string(b))
+		fmt.Fprintln(out, string(b))
+	}
+	return nil
+}
+
+// benchCase queues n events in a new bucket and queue and times the
+// dispatcher until n tasks exist.
+func benchCase(ctx context.Context, env *awstest.Env, n int, keepRunning bool) (float64, string, error) {
+	bucket := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	if _, err := env.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
+		return 0, "", err
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("TODO/bench/clip %04d.mp4", i)
+	}
+	if err := putAll(ctx, env, bucket, keys); err != nil {
+		return 0, "", err
+	}
+	st, err := s3store.New(ctx, env.StoreConfig(bucket))
+	if err != nil {
+		return 0, "", err
+	}
+	q, err := sqsqueue.New(ctx, env.QueueConfig(env.WorkQueueURL))
+	if err != nil {
+		return 0, "", err
+	}
+	if err := env.Drain(ctx, env.WorkQueueURL); err != nil {
+		return 0, "", err
+	}
+	bodies := make([]string, n)
+	for i, k := range keys {
+		bodies[i] = events.Created(bucket, k, 1, "ObjectCreated:Put")
+	}
+	if err := q.Send(ctx, bodies...); err != nil {
+		return 0, "", err
+	}
+
+	task := func(context.Context, ecstest.Task) int { return 0 }
+	if keepRunning {
+		task = func(ctx context.Context, _ ecstest.Task) int { <-ctx.Done(); return 143 }
+	}
+	srv, err := ecstest.New(ecstest.Options{Cluster: "bench", Func: task, StopTimeout: time.Second})
+	if err != nil {
+		return 0, "", err
+	}
+	defer srv.Close()
+	l, err := ecslaunch.New(ctx, ecslaunch.Config{
+		Cluster: "bench", TaskDefinition: "hevc-processor", Container: "hevc-processor",
+		Subnets: []string{"subnet-bench"}, Endpoint: srv.URL, Region: env.Region, MaxTasks: 0,
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	d := &dispatcher.Dispatcher{Store: st, Queue: q, Launcher: l, Log: zerolog.Nop(),
+		Cfg: dispatcher.Config{Wait: time.Second, StartGrace: 10 * time.Minute, Busy: 100 * time.Millisecond}}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { defer close(done); d.Run(runCtx) }()
+	deadline := start.Add(10 * time.Minute)
+	for srv.Calls("RunTask") < n {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			return 0, "", fmt.Errorf("only %d of %d dispatched after 10 minutes", srv.Calls("RunTask"), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	cancel()
+	<-done
+	if got := len(srv.Tasks()); got != n {
+		return 0, "", fmt.Errorf("%d tasks for %d events", got, n)
+	}
+	calls := fmt.Sprintf("%d events in %s; ECS calls: %d RunTask, %d ListTasks, %d DescribeTasks",
+		n, elapsed.Round(time.Millisecond), srv.Calls("RunTask"), srv.Calls("ListTasks"), srv.Calls("DescribeTasks"))
+	fmt.Fprintln(os.Stderr, "dispatchbench:", calls)
+	return float64(n) / elapsed.Seconds(), calls, nil
+}
+
+func putAll(ctx context.Context, env *awstest.Env, bucket string, keys []string) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	work := make(chan string)
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				_, err := env.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(k), Body: strings.NewReader("x")})
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("put %s: %w", k, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	return first
+}
+
+func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
