@@ -160,13 +160,19 @@ func New(ctx context.Context, opts Options) (_ *Env, err error) {
 	_, err = e.S3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
 		Bucket: &e.Bucket,
 		NotificationConfiguration: &s3types.NotificationConfiguration{QueueConfigurations: []s3types.QueueConfiguration{
+			// S3's suffix filter is case-sensitive and cameras write .MP4:
+			// one rule per spelling, as terraform/ (work_suffixes) does.
 			{
 				Id:       aws.String("todo-to-work"),
 				QueueArn: aws.String("arn:minio:sqs::WORK:webhook"),
 				Events:   []s3types.Event{"s3:ObjectCreated:*"},
-				// No suffix filter: S3's is case-sensitive and cameras
-				// write .MP4 (the dispatcher checks the name itself).
-				Filter: keyFilter("TODO/", ""),
+				Filter:   keyFilter("TODO/", ".mp4"),
+			},
+			{
+				Id:       aws.String("todo-upper-to-work"),
+				QueueArn: aws.String("arn:minio:sqs::WORK:webhook"),
+				Events:   []s3types.Event{"s3:ObjectCreated:*"},
+				Filter:   keyFilter("TODO/", ".MP4"),
 			},
 			{
 				Id:       aws.String("done-to-results"),
