@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -51,9 +50,10 @@ func buildProcessor(t *testing.T) string {
 			return
 		}
 		processorBin.path = filepath.Join(dir, "hevc-processor")
-		_, file, _, _ := runtime.Caller(0)
+		// Tests run in the package directory (runtime.Caller paths break
+		// under -trimpath, which make test uses to share the build cache).
 		cmd := exec.Command("go", "build", "-o", processorBin.path, ".")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "hevc-processor")
+		cmd.Dir = filepath.Join("..", "hevc-processor")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			processorBin.err = fmt.Errorf("go build hevc-processor: %v\n%s", err, out)
 		}
