@@ -17,6 +17,8 @@ func (c *Config) Bind(s *config.Set) {
 	s.Int(&crf, "X265_CRF", -1, "x265 CRF (0-51, lower is better quality); -1 keeps the QUALITY preset's")
 	s.String(&preset, "X265_PRESET", "", "x265 preset (ultrafast … veryslow); empty keeps the QUALITY preset's")
 	s.Int(&c.Settings.Threads, "X265_THREADS", 0, "x265 worker threads (0: all CPUs of the task)")
+	var x265Params string
+	s.String(&x265Params, "X265_PARAMS", "", "extra x265 parameters k=v:k=v, applied last (e.g. frame-threads=1 for the seed's exact bitstream on 2-3 CPUs)")
 	s.Duration(&c.Heartbeat, "HEARTBEAT_INTERVAL", time.Minute, "how often the work message's visibility is extended while encoding")
 	s.Duration(&c.Visibility, "VISIBILITY_TIMEOUT", 5*time.Minute, "visibility set by each heartbeat; must exceed HEARTBEAT_INTERVAL")
 	s.String(&c.WorkDir, "WORK_DIR", "", "scratch directory for input and output (default: the OS temp dir)")
@@ -27,6 +29,7 @@ func (c *Config) Bind(s *config.Set) {
 			return fmt.Errorf("QUALITY: %w", err)
 		}
 		st.Threads = c.Settings.Threads
+		st.X265Params = x265Params
 		if crf >= 0 {
 			if crf > 51 {
 				return fmt.Errorf("X265_CRF must be 0..51, got %d", crf)
@@ -38,6 +41,9 @@ func (c *Config) Bind(s *config.Set) {
 		}
 		if st.AudioBitrate == "" {
 			st.AudioBitrate = d.AudioBitrate
+		}
+		if err := st.Validate(); err != nil {
+			return fmt.Errorf("X265_*: %w", err)
 		}
 		c.Settings = st.WithCPUs() // X265_THREADS=0: pools and frame threads for the task's CPUs (cgroup quota)
 		if c.Visibility <= c.Heartbeat {
