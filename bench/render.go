@@ -130,7 +130,7 @@ func presetSummary(encodes []Encoded) []presetRow {
 	sums := map[string]*acc{}
 	for _, e := range encodes {
 		bal, ok := balanced[e.Clip]
-		if !ok || e.Encoder == "seed" || bal.Video == 0 {
+		if !ok || e.Encoder == "seed" || strings.HasPrefix(e.Encoder, "ours+") || bal.Video == 0 {
 			continue
 		}
 		a := sums[e.Encoder]

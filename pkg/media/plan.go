@@ -14,7 +14,8 @@ type Settings struct {
 	CRF    int    // x265 constant rate factor, 0..51 (lower is better quality)
 	Preset string // x265 preset: ultrafast … placebo
 	// Threads is the x265 worker count: 0 lets x265 size its pool to the
-	// machine; N>0 sets pools=N and frame-threads sized to N.
+	// machine (the host's CPUs, even in a container: see WithCPUs); N>0
+	// sets pools=N, and x265 picks its frame threads for N workers.
 	Threads    int
 	X265Params string // extra "k=v:k=v" x265 parameters, appended last (they win)
 	// AudioBitrate is used for audio that MP4 cannot carry as-is and is
@@ -127,28 +128,6 @@ func set(names ...string) map[string]bool {
 	return m
 }
 
-// frameThreads is the number of frames x265 encodes at once on a pool of
-// n workers: one step above x265 3.5's own choice (which is 1 below 4 CPUs,
-// 2 below 8, 3 below 16). With one frame at a time x265 keeps 2 CPUs about
-// 90 % busy at 1080p (less at lower resolutions, fewer wavefront rows); two
-// frames in flight fill them, 5-10 % faster for a size change of a few
-// hundredths of a percent (measured by `make bench`, see bench/README.md).
-func frameThreads(n int) int {
-	switch {
-	case n >= 32:
-		return 6
-	case n >= 16:
-		return 5
-	case n >= 8:
-		return 4
-	case n >= 4:
-		return 3
-	case n >= 2:
-		return 2
-	}
-	return 1
-}
-
 // NewPlan builds the encode for a probed input (DESIGN.md "Media"):
 // libx265 with CRF/preset, hvc1 tag, the main video plus every audio stream
 // mapped explicitly, audio copied when MP4 can hold it (else AAC), 10-bit
@@ -198,7 +177,9 @@ func NewPlan(info Info, s Settings) (Plan, error) {
 		x265 = append(x265, "colormatrix="+v.ColorSpace)
 	}
 	if s.Threads > 0 {
-		x265 = append(x265, fmt.Sprintf("pools=%d", s.Threads), fmt.Sprintf("frame-threads=%d", frameThreads(s.Threads)))
+		// Only the pool: x265 then picks its frame threads for N workers
+		// as it would on an N-CPU machine (threads.go).
+		x265 = append(x265, fmt.Sprintf("pools=%d", s.Threads))
 	}
 	if s.X265Params != "" {
 		x265 = append(x265, strings.Trim(s.X265Params, ":"))

@@ -78,7 +78,7 @@ func TestNewPlan(t *testing.T) {
 		{name: "threads and extra params", streams: []Stream{h264(0)},
 			settings: func(s *Settings) { s.Threads, s.X265Params, s.CRF, s.Preset = 4, "aq-mode=3", 22, "slow" },
 			want:     [][2]string{{"-crf", "22"}, {"-preset", "slow"}},
-			wantX265: []string{"pools=4:frame-threads=3", "log-level=error", "aq-mode=3"}},
+			wantX265: []string{"pools=4:aq-mode=3", "log-level=error"}, notX265: []string{"frame-threads"}},
 		{name: "hevc input still plans", streams: []Stream{{Index: 0, Kind: "video", Codec: "hevc", CodecTag: "hvc1", PixFmt: "yuv420p", Width: 64, Height: 64}}},
 	}
 	for _, c := range cases {
