@@ -33,6 +33,11 @@ var httpInputFlags = []string{"-reconnect", "1", "-reconnect_on_network_error", 
 // Command returns the full ffmpeg argv (without the program name) that
 // Encode runs for plan.
 func Command(input, output string, plan Plan) []string {
+	return command(input, ffURL(output), plan)
+}
+
+// command is Command with output passed to ffmpeg as it is.
+func command(input, output string, plan Plan) []string {
 	args := append([]string{}, runtimeFlags...)
 	args = append(args, plan.InputArgs...)
 	if strings.HasPrefix(input, "http://") || strings.HasPrefix(input, "https://") {
@@ -40,7 +45,7 @@ func Command(input, output string, plan Plan) []string {
 	}
 	args = append(args, "-i", ffURL(input))
 	args = append(args, plan.Args...)
-	return append(args, ffURL(output))
+	return append(args, output)
 }
 
 // Encode runs ffmpeg for plan, writing output (overwritten if it exists;
@@ -58,7 +63,13 @@ func Encode(ctx context.Context, input, output string, plan Plan, onProgress fun
 			_ = os.Remove(output)
 		}
 	}()
-	cmd := exec.CommandContext(ctx, "ffmpeg", Command(input, output, plan)...)
+	return runEncoder(ctx, input, Command(input, output, plan), plan.Duration, onProgress)
+}
+
+// runEncoder runs ffmpeg with args, reports its progress and classifies
+// its failure (see Encode).
+func runEncoder(ctx context.Context, input string, args []string, duration float64, onProgress func(Progress)) error {
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	cmd.WaitDelay = 10 * time.Second
 	stderr := &tailBuffer{max: 8 << 10}
 	cmd.Stderr = stderr
@@ -69,7 +80,7 @@ func Encode(ctx context.Context, input, output string, plan Plan, onProgress fun
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("encode %s: start ffmpeg: %w", input, err)
 	}
-	readProgress(stdout, plan.Duration, onProgress)
+	readProgress(stdout, duration, onProgress)
 	werr := cmd.Wait()
 	msg := oneLine(stderr.String())
 	switch {

@@ -47,7 +47,51 @@ func encode(t *testing.T, in string) (Info, Plan, Info) {
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
+	sameAsLiveDecode(t, in, out, info, plan, oi)
 	return info, plan, oi
+}
+
+// sameAsLiveDecode encodes in again with EncodeAndDecode and checks that
+// it passes VerifyDecoded and that the MP4 is Encode's: the same packets
+// in every stream, the same stream list and the same tags.
+func sameAsLiveDecode(t *testing.T, in, out string, info Info, plan Plan, oi Info) {
+	t.Helper()
+	ctx := context.Background()
+	live := filepath.Join(filepath.Dir(out), "live.mp4")
+	d, err := EncodeAndDecode(ctx, in, live, plan, nil)
+	if err != nil {
+		t.Fatalf("encode and decode: %v", err)
+	}
+	li, err := VerifyDecoded(ctx, info, live, d)
+	if err != nil {
+		t.Fatalf("verify decoded: %v", err)
+	}
+	if v, _ := oi.MainVideo(); d.Frames != v.Frames && v.Frames > 0 {
+		t.Errorf("live decode saw %d frames, the output has %d", d.Frames, v.Frames)
+	}
+	if a, b := streamHashes(t, out), streamHashes(t, live); a != b {
+		t.Errorf("packets differ:\nEncode:          %s\nEncodeAndDecode: %s", a, b)
+	}
+	if len(li.Streams) != len(oi.Streams) {
+		t.Errorf("streams: Encode %+v, EncodeAndDecode %+v", oi.Streams, li.Streams)
+	}
+	for k, v := range oi.Tags {
+		if li.Tags[k] != v {
+			t.Errorf("tag %s: Encode %q, EncodeAndDecode %q", k, v, li.Tags[k])
+		}
+	}
+	if _, err := os.Stat(live + ".decode.hevc"); !os.IsNotExist(err) {
+		t.Errorf("spool left behind: %v", err)
+	}
+}
+
+func streamHashes(t *testing.T, file string) string {
+	t.Helper()
+	b, err := exec.Command("ffmpeg", "-v", "error", "-i", file, "-map", "0", "-c", "copy", "-f", "streamhash", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("streamhash %s: %v: %s", file, err, b)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func TestProbe(t *testing.T) {
@@ -278,6 +322,16 @@ func TestEncodeProgress(t *testing.T) {
 	}
 }
 
+// encoders are the two ways to encode: Encode, and EncodeAndDecode with
+// its decode result dropped.
+var encoders = map[string]func(ctx context.Context, in, out string, p Plan, onProgress func(Progress)) error{
+	"Encode": Encode,
+	"EncodeAndDecode": func(ctx context.Context, in, out string, p Plan, onProgress func(Progress)) error {
+		_, err := EncodeAndDecode(ctx, in, out, p, onProgress)
+		return err
+	},
+}
+
 func TestEncodeCancel(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
@@ -290,26 +344,32 @@ func TestEncodeCancel(t *testing.T) {
 	// -re reads the input at its own speed, so the encode takes ~20 s
 	// and is certainly still running at the first progress report.
 	plan.InputArgs = append(plan.InputArgs, "-re")
-	out := filepath.Join(dir, "out.mp4")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	calls := 0
-	err = Encode(ctx, in, out, plan, func(Progress) { calls++; cancel() })
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if calls == 0 {
-		t.Error("no progress before cancel")
-	}
-	if _, err := os.Stat(out); !os.IsNotExist(err) {
-		t.Errorf("partial output left behind: %v", err)
-	}
-	// Encode returns after ffmpeg has exited: no process still writes out.
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), out) {
-			t.Errorf("ffmpeg still running: %s: %q", p, b)
-		}
+	for name, encode := range encoders {
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(dir, name+".mp4")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			calls := 0
+			err = encode(ctx, in, out, plan, func(Progress) { calls++; cancel() })
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
+			if calls == 0 {
+				t.Error("no progress before cancel")
+			}
+			left, _ := filepath.Glob(out + "*")
+			if len(left) > 0 {
+				t.Errorf("partial output left behind: %q", left)
+			}
+			// The encoders return after ffmpeg has exited: no process
+			// still writes out (or the live decode's spool).
+			procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+			for _, p := range procs {
+				if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), out) {
+					t.Errorf("ffmpeg still running: %s: %q", p, b)
+				}
+			}
+		})
 	}
 }
 
@@ -333,20 +393,22 @@ func TestEncodeBadInput(t *testing.T) {
 	if b, err := exec.Command("ffmpeg", "-v", "error", "-i", clip, "-map", "0:a", "-c", "copy", audioOnly).CombinedOutput(); err != nil {
 		t.Fatalf("audio-only: %v %s", err, b)
 	}
-	for name, p := range map[string]string{"text": text, "truncated": trunc, "no video": audioOnly} {
-		out := filepath.Join(dir, "out-"+name+".mp4")
-		err := Encode(context.Background(), p, out, plan, nil)
-		if !errors.Is(err, ErrBadInput) {
-			t.Errorf("%s: err = %v, want ErrBadInput", name, err)
-		} else {
-			t.Logf("%s: %v", name, err)
+	for enc, encode := range encoders {
+		for name, p := range map[string]string{"text": text, "truncated": trunc, "no video": audioOnly} {
+			out := filepath.Join(dir, enc+"-out-"+name+".mp4")
+			err := encode(context.Background(), p, out, plan, nil)
+			if !errors.Is(err, ErrBadInput) {
+				t.Errorf("%s %s: err = %v, want ErrBadInput", enc, name, err)
+			} else {
+				t.Logf("%s %s: %v", enc, name, err)
+			}
+			if left, _ := filepath.Glob(out + "*"); len(left) > 0 {
+				t.Errorf("%s %s: output left behind: %q", enc, name, left)
+			}
 		}
-		if _, err := os.Stat(out); !os.IsNotExist(err) {
-			t.Errorf("%s: output left behind", name)
+		missing := filepath.Join(dir, "missing.mp4")
+		if err := encode(context.Background(), missing, filepath.Join(dir, "o.mp4"), plan, nil); err == nil || errors.Is(err, ErrBadInput) {
+			t.Errorf("%s missing input: err = %v, want a non-ErrBadInput error", enc, err)
 		}
-	}
-	missing := filepath.Join(dir, "missing.mp4")
-	if err := Encode(context.Background(), missing, filepath.Join(dir, "o.mp4"), plan, nil); err == nil || errors.Is(err, ErrBadInput) {
-		t.Errorf("missing input: err = %v, want a non-ErrBadInput error", err)
 	}
 }

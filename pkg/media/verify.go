@@ -19,6 +19,18 @@ import (
 // not compared. Mismatches wrap ErrVerify; a missing ffmpeg or a cancelled
 // ctx do not.
 func Verify(ctx context.Context, in Info, output string) (Info, error) {
+	out, err := verifyProbed(ctx, in, output)
+	if err != nil {
+		return out, err
+	}
+	if err := Decode(ctx, output); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// verifyProbed is Verify without the decode: the checks ffprobe answers.
+func verifyProbed(ctx context.Context, in Info, output string) (Info, error) {
 	out, err := Probe(ctx, output)
 	if err != nil {
 		if errors.Is(err, ErrBadInput) {
@@ -60,25 +72,30 @@ func Verify(ctx context.Context, in Info, output string) (Info, error) {
 	if len(problems) > 0 {
 		return out, fmt.Errorf("%w: %s: %s", ErrVerify, output, strings.Join(problems, "; "))
 	}
+	return out, nil
+}
 
-	// Decode everything we mapped; any error message counts as a failure.
+// Decode decodes everything Verify maps (the main video and every audio
+// stream) and fails, wrapping ErrVerify, on any error message ffmpeg
+// prints; a missing ffmpeg or a cancelled ctx do not wrap ErrVerify.
+func Decode(ctx context.Context, output string) error {
 	stderr := &tailBuffer{max: 8 << 10}
 	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "error",
 		"-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-f", "null", "-")
 	cmd.Stderr = stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	msg := oneLine(stderr.String())
 	switch {
 	case ctx.Err() != nil:
-		return out, fmt.Errorf("verify %s: %w", output, ctx.Err())
+		return fmt.Errorf("verify %s: %w", output, ctx.Err())
 	case errors.Is(err, exec.ErrNotFound):
-		return out, fmt.Errorf("verify %s: %w", output, err)
+		return fmt.Errorf("verify %s: %w", output, err)
 	case err != nil && environmental(msg):
-		return out, fmt.Errorf("verify %s: decode: %w: %s", output, err, msg)
+		return fmt.Errorf("verify %s: decode: %w: %s", output, err, msg)
 	case err != nil:
-		return out, fmt.Errorf("%w: %s does not decode: %v: %s", ErrVerify, output, err, msg)
+		return fmt.Errorf("%w: %s does not decode: %v: %s", ErrVerify, output, err, msg)
 	case msg != "":
-		return out, fmt.Errorf("%w: %s decodes with errors: %s", ErrVerify, output, msg)
+		return fmt.Errorf("%w: %s decodes with errors: %s", ErrVerify, output, msg)
 	}
-	return out, nil
+	return nil
 }

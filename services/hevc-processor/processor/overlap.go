@@ -14,14 +14,14 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 )
 
-// verifyAndUpload checks out against its input (media.Verify: probe and a
-// full decode) while uploading it to key, so that the upload costs no time
-// of its own. The upload streams the file but withholds its end until the
+// verifyAndUpload checks out against its input (media.VerifyDecoded: probe
+// and a read of every packet; the video was decoded during the encode)
+// while uploading it to key, so that the upload costs no time of its own. The upload streams the file but withholds its end until the
 // verification is over: the store commits an object only after reading to
 // EOF, so DONE/ appears only for a verified output. A failed verification
 // aborts the upload (nothing is committed) and is returned as is (it
 // wraps media.ErrVerify when the output does not match).
-func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, out, key string, size int64, md map[string]string) error {
+func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, decoded media.Decoded, out, key string, size int64, md map[string]string) error {
 	// The SHA-256 goes into the object's metadata, which S3 fixes when a
 	// multipart upload starts: hash first (a fraction of a second per
 	// 100 MB), then stream.
@@ -42,7 +42,7 @@ func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, out, k
 	v := &verdict{done: make(chan struct{})}
 	go func() {
 		defer close(v.done)
-		if _, err := media.Verify(vctx, info, out); err != nil {
+		if _, err := media.VerifyDecoded(vctx, info, out, decoded); err != nil {
 			v.err = err
 			cancelUpload(err) // stop sending parts nobody will commit
 		}

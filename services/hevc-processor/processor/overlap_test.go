@@ -15,8 +15,9 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage/fs"
 )
 
-// encoded returns a small H.264 clip's Info and its HEVC encode.
-func encoded(t *testing.T) (media.Info, string) {
+// encoded returns a small H.264 clip's Info, its HEVC encode and what the
+// live decode saw of it.
+func encoded(t *testing.T) (media.Info, string, media.Decoded) {
 	t.Helper()
 	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
@@ -31,21 +32,22 @@ func encoded(t *testing.T) (media.Info, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := media.Encode(ctx, in, out, plan, nil); err != nil {
+	d, err := media.EncodeAndDecode(ctx, in, out, plan, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return info, out
+	return info, out, d
 }
 
 func TestVerifyAndUploadCommitsVerifiedOutput(t *testing.T) {
-	info, out := encoded(t)
+	info, out, d := encoded(t)
 	st, err := fs.New(t.TempDir(), "b")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &Processor{Store: st, Log: zerolog.Nop()}
 	key := "DONE/a/clip-hevc.mp4"
-	if err := p.verifyAndUpload(context.Background(), info, out, key, 0, map[string]string{"duration": "1.000"}); err != nil {
+	if err := p.verifyAndUpload(context.Background(), info, d, out, key, 0, map[string]string{"duration": "1.000"}); err != nil {
 		t.Fatal(err)
 	}
 	obj, err := st.Head(context.Background(), key)
@@ -61,7 +63,7 @@ func TestVerifyAndUploadCommitsVerifiedOutput(t *testing.T) {
 // An output that does not match its input must never reach DONE/, even
 // though its upload started before the verdict.
 func TestVerifyAndUploadCommitsNothingWhenVerificationFails(t *testing.T) {
-	info, out := encoded(t)
+	info, out, d := encoded(t)
 	info.Duration += 30 // the output is now far too short
 	st, err := fs.New(t.TempDir(), "b")
 	if err != nil {
@@ -69,7 +71,7 @@ func TestVerifyAndUploadCommitsNothingWhenVerificationFails(t *testing.T) {
 	}
 	p := &Processor{Store: st, Log: zerolog.Nop()}
 	key := "DONE/a/clip-hevc.mp4"
-	err = p.verifyAndUpload(context.Background(), info, out, key, 0, nil)
+	err = p.verifyAndUpload(context.Background(), info, d, out, key, 0, nil)
 	if !errors.Is(err, media.ErrVerify) {
 		t.Fatalf("err = %v, want ErrVerify", err)
 	}

@@ -183,7 +183,12 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	if len(plan.Dropped) > 0 {
 		log.Info().Strs("dropped", plan.Dropped).Msg("streams MP4 cannot carry are dropped")
 	}
-	if err := media.Encode(ctx, in, out, plan, progressLogger(log)); err != nil {
+	// The output's video is decoded while it is encoded (media.EncodeAndDecode).
+	decoded, err := media.EncodeAndDecode(ctx, in, out, plan, progressLogger(log))
+	if errors.Is(err, media.ErrVerify) {
+		return res, verifyFailure(rel, job.Key, err)
+	}
+	if err != nil {
 		if errors.Is(err, media.ErrBadInput) {
 			return res, permanent{fmt.Errorf("%s cannot be decoded: %s", rel, strings.ReplaceAll(err.Error(), in, "input"))}
 		}
@@ -195,7 +200,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	res.OutSize = st.Size()
 	if res.OutSize >= res.InSize {
-		if _, err := media.Verify(ctx, info, out); err != nil {
+		if _, err := media.VerifyDecoded(ctx, info, out, decoded); err != nil {
 			return res, verifyFailure(rel, job.Key, err)
 		}
 		res.Outcome, res.Reason = NoGain, fmt.Sprintf("HEVC output (%d bytes) is not smaller than the input (%d bytes); original kept", res.OutSize, res.InSize)
@@ -218,7 +223,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	// Verification and upload overlap; DONE/ is committed only once the
 	// output is verified (overlap.go).
 	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("verifying and uploading result")
-	if err := p.verifyAndUpload(ctx, info, out, doneKey, res.OutSize, md); err != nil {
+	if err := p.verifyAndUpload(ctx, info, decoded, out, doneKey, res.OutSize, md); err != nil {
 		if errors.Is(err, media.ErrVerify) {
 			return res, verifyFailure(rel, job.Key, err)
 		}

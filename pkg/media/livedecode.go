@@ -1,0 +1,226 @@
+package media
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Decoded is what EncodeAndDecode's decoder saw of the encoder's video.
+type Decoded struct {
+	Frames int64 // video frames decoded without an error
+}
+
+// EncodeAndDecode encodes like Encode and, while x265 works, decodes the
+// video bitstream it produces: the encoder also writes its video packets
+// as Annex B to a spool file beside output (ffmpeg's tee muxer; the MP4
+// gets the very same packets), and a second ffmpeg decodes that file as it
+// grows, at the SCHED_IDLE CPU priority. x265 leaves part of the CPUs idle
+// (frame and row dependencies), so the decode that Verify would run after
+// the encode costs almost no wall time here. VerifyDecoded then checks the
+// MP4 itself against what was decoded.
+//
+// Errors are Encode's; a decode failure wraps ErrVerify.
+func EncodeAndDecode(ctx context.Context, input, output string, plan Plan, onProgress func(Progress)) (d Decoded, err error) {
+	if len(plan.Args) == 0 {
+		return d, fmt.Errorf("encode %s: empty plan", input)
+	}
+	spool := output + ".decode.hevc"
+	defer os.Remove(spool)
+	defer func() {
+		if err != nil {
+			_ = os.Remove(output)
+		}
+	}()
+	// Created before ffmpeg opens it (O_TRUNC keeps the inode), so the
+	// decoder can start reading at once.
+	sp, err := os.Create(spool)
+	if err != nil {
+		return d, fmt.Errorf("encode %s: spool for the live decode: %w", input, err)
+	}
+	defer sp.Close()
+
+	dctx, cancelDecode := context.WithCancel(ctx)
+	defer cancelDecode()
+	encoded := make(chan struct{})
+	dec := exec.CommandContext(dctx, "ffmpeg", "-hide_banner", "-nostats", "-v", "error", "-progress", "pipe:1",
+		"-f", "hevc", "-i", "pipe:0", "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "null", "-")
+	dec.WaitDelay = 10 * time.Second
+	dec.Stdin = &follower{f: sp, done: encoded, ctx: dctx}
+	decErr := &tailBuffer{max: 8 << 10}
+	dec.Stderr = decErr
+	decOut, err := dec.StdoutPipe()
+	if err != nil {
+		return d, fmt.Errorf("encode %s: %w", input, err)
+	}
+	if err := startIdle(dec); err != nil {
+		return d, fmt.Errorf("encode %s: start the live decode: %w", input, err)
+	}
+	frames := make(chan int64, 1)
+	go func() { frames <- lastFrame(decOut) }()
+
+	args, err := teeCommand(input, output, spool, plan)
+	if err != nil {
+		close(encoded)
+		cancelDecode()
+		<-frames
+		_ = dec.Wait()
+		return d, err
+	}
+	encErr := runEncoder(ctx, input, args, plan.Duration, onProgress)
+	close(encoded) // the spool is complete (or abandoned): the decoder drains it
+	if encErr != nil {
+		cancelDecode()
+	}
+	d.Frames = <-frames
+	werr := dec.Wait()
+	if encErr != nil {
+		return d, encErr
+	}
+	msg := oneLine(decErr.String())
+	switch {
+	case ctx.Err() != nil:
+		return d, fmt.Errorf("decode %s: %w", output, ctx.Err())
+	case errors.Is(werr, exec.ErrNotFound):
+		return d, fmt.Errorf("decode %s: %w", output, werr)
+	case werr != nil && environmental(msg):
+		return d, fmt.Errorf("decode %s: %w: %s", output, werr, msg)
+	case werr != nil:
+		return d, fmt.Errorf("%w: the video of %s does not decode: %v: %s", ErrVerify, output, werr, msg)
+	case msg != "":
+		return d, fmt.Errorf("%w: the video of %s decodes with errors: %s", ErrVerify, output, msg)
+	case d.Frames <= 0:
+		return d, fmt.Errorf("%w: the video of %s decodes to no frames", ErrVerify, output)
+	}
+	return d, nil
+}
+
+// VerifyDecoded verifies output like Verify, with the video's decode taken
+// from EncodeAndDecode: the probe checks, then one pass over the MP4 that
+// reads every packet (the video stream-copied, the audio decoded) and
+// counts the video packets, which must be the frames the live decode saw.
+// Mismatches wrap ErrVerify.
+func VerifyDecoded(ctx context.Context, in Info, output string, d Decoded) (Info, error) {
+	out, err := verifyProbed(ctx, in, output)
+	if err != nil {
+		return out, err
+	}
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-progress", "pipe:1",
+		"-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-c:v", "copy", "-f", "null", "-")
+	stderr := &tailBuffer{max: 8 << 10}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return out, fmt.Errorf("verify %s: %w", output, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return out, fmt.Errorf("verify %s: %w", output, err)
+	}
+	packets := lastFrame(stdout)
+	err = cmd.Wait()
+	msg := oneLine(stderr.String())
+	switch {
+	case ctx.Err() != nil:
+		return out, fmt.Errorf("verify %s: %w", output, ctx.Err())
+	case err != nil && environmental(msg):
+		return out, fmt.Errorf("verify %s: read: %w: %s", output, err, msg)
+	case err != nil:
+		return out, fmt.Errorf("%w: %s does not read back: %v: %s", ErrVerify, output, err, msg)
+	case msg != "":
+		return out, fmt.Errorf("%w: %s reads back with errors: %s", ErrVerify, output, msg)
+	case packets != d.Frames:
+		return out, fmt.Errorf("%w: %s holds %d video packets, the encoder's stream decoded to %d frames", ErrVerify, output, packets, d.Frames)
+	}
+	return out, nil
+}
+
+// teeCommand is Command for EncodeAndDecode: one encode, two muxers. The
+// MP4 muxer's options move into its tee slave; global headers are forced
+// on (what the MP4 muxer alone asks of x265, so the video is the same bit
+// for bit) and dump_extra puts them back in front of every keyframe of the
+// Annex B copy, which the decoder needs.
+func teeCommand(input, output, spool string, plan Plan) ([]string, error) {
+	var mp4 []string
+	var rest []string
+	a := plan.Args
+	for i := 0; i < len(a); i++ {
+		switch a[i] {
+		case "-f", "-movflags", "-strict":
+			if i+1 >= len(a) {
+				return nil, fmt.Errorf("encode %s: plan ends in %s", input, a[i])
+			}
+			if a[i] != "-f" {
+				mp4 = append(mp4, strings.TrimPrefix(a[i], "-")+"="+a[i+1])
+			} else if a[i+1] != "mp4" {
+				return nil, fmt.Errorf("encode %s: live decode needs an MP4 output, plan has %s", input, a[i+1])
+			}
+			i++
+		default:
+			rest = append(rest, a[i])
+		}
+	}
+	spec := "[" + strings.Join(append([]string{"f=mp4"}, mp4...), ":") + "]" + teeEscape(ffURL(output)) +
+		"|[f=hevc:select=v:bsfs/v=dump_extra]" + teeEscape(ffURL(spool))
+	p := plan
+	p.Args = append(rest, "-flags:v", "+global_header", "-f", "tee")
+	return command(input, spec, p), nil
+}
+
+// teeEscape protects a slave's file name from the tee muxer's parser,
+// which splits on | and unquotes '…' and backslashes.
+func teeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`, `|`, `\|`, `[`, `\[`)
+	return r.Replace(s)
+}
+
+// lastFrame reads ffmpeg -progress output to EOF and returns the last
+// frame= value (-1 when there was none).
+func lastFrame(r io.Reader) int64 {
+	n := int64(-1)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "frame="); ok {
+			if f, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				n = f
+			}
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+	return n
+}
+
+// follower reads a file another process is still writing: at its end it
+// waits for more until done is closed, then returns what is left and EOF.
+type follower struct {
+	f    *os.File
+	done <-chan struct{}
+	ctx  context.Context
+}
+
+func (r *follower) Read(p []byte) (int, error) {
+	for {
+		finished := false
+		select {
+		case <-r.done:
+			finished = true
+		default:
+		}
+		n, err := r.f.Read(p)
+		if n > 0 || err != io.EOF || finished {
+			return n, err
+		}
+		select {
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		case <-r.done:
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
