@@ -24,6 +24,12 @@ const (
 	MetaSourceSize  = "source-size"  // size in bytes of the library file it came from
 	MetaSourceMtime = "source-mtime" // RFC 3339 mtime of the library file it came from
 	MetaSourceSHA   = "source-sha256"
+	// MetaDuration is the input's duration in seconds, recorded by
+	// hevc-processor on the results it stores. It commits a result only
+	// after verifying it, every video and audio packet decoded included,
+	// so a result carrying it was decoded before it was stored (the
+	// bytes: sha256).
+	MetaDuration = "duration"
 )
 
 // Object describes a stored object.
@@ -45,7 +51,13 @@ type PutOptions struct {
 	Size int64
 	// SHA256, when set, is the expected hex SHA-256 of the stream; the
 	// adapter fails with ErrChecksum (and commits nothing) if it differs.
-	SHA256   string
+	SHA256 string
+	// CRC32C, when set with SHA256 and Size, is the stream's CRC32C
+	// (Castagnoli) from the same pass that computed SHA256 (SumFile). An
+	// adapter then checks the stream it sends against this cheap checksum
+	// and Size instead of hashing SHA-256 a second time; a stream that
+	// differs from the one hashed is still refused with ErrChecksum.
+	CRC32C   *uint32
 	Metadata map[string]string
 }
 
@@ -65,7 +77,9 @@ type Store interface {
 	// the metadata and returns the committed object's description.
 	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Object, error)
 	// Get streams the object. The caller closes the reader. The returned
-	// Object carries SHA256 when known so that callers can verify.
+	// Object carries SHA256 when known, and the reader verifies it: at EOF
+	// it compares the SHA-256 of everything read and fails with an error
+	// wrapping ErrChecksum instead of io.EOF on a mismatch.
 	Get(ctx context.Context, key string) (io.ReadCloser, Object, error)
 	Head(ctx context.Context, key string) (Object, error)
 	// List returns keys under prefix in lexical order, at most max per page

@@ -5,9 +5,35 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
+	"os"
 	"strings"
 )
+
+// Sums are a file's SHA-256 (hex), CRC32C (Castagnoli) and size, from one
+// read (PutOptions.SHA256, CRC32C and Size).
+type Sums struct {
+	SHA256 string
+	CRC32C uint32
+	Size   int64
+}
+
+// SumFile reads the file at p once and returns its Sums.
+func SumFile(p string) (Sums, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return Sums{}, fmt.Errorf("hash %s: %w", p, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	c := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	n, err := io.Copy(io.MultiWriter(h, c), f)
+	if err != nil {
+		return Sums{}, fmt.Errorf("hash %s: %w", p, err)
+	}
+	return Sums{SHA256: hex.EncodeToString(h.Sum(nil)), CRC32C: c.Sum32(), Size: n}, nil
+}
 
 // VerifyingReader wraps r and, at EOF, compares the SHA-256 of everything
 // read with want (hex). On mismatch the final Read returns an error wrapping

@@ -42,7 +42,12 @@ the original, fsynced, renamed to <rel>-hevc.mp4 (never over another file),
 given the original's mtime and mode; then the original, the DONE/ object and
 the message are deleted. Results that fail verification or whose name is
 taken stay in DONE/ and are reported; keys that would escape the library are
-refused. Runs until SIGINT/SIGTERM.
+refused. Runs until SIGINT/SIGTERM (with --once: one pass over DONE/).
+
+The result's video is compared with the original (streams, duration) and,
+with VERIFY_DECODE=always, decoded in full. With auto (the default) that
+decode is skipped for results whose bytes match the SHA-256 hevc-processor
+recorded after decoding them itself; other objects are decoded.
 
 Subcommand:
   result-downloader process [flags]   upload, then wait for and install the
@@ -101,6 +106,15 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if cfg.Once {
+		d := &downloader.Downloader{Store: st, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook()}
+		log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Str("verify_decode", cfg.VerifyDecode).Msg("installing what DONE/ holds, once")
+		sum, err := d.RunOnce(ctx)
+		prog.Close()
+		log.Info().Int("installed", sum.Installed).Int("not_installed", len(sum.Problems)).Msg("done")
+		sum.Print(stdout)
+		return err
+	}
 	q, err := queues.Open(ctx, queues.Results, store.Region)
 	if err != nil {
 		return err
@@ -109,7 +123,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn().Dur("interval", cfg.Reconcile).Msg("no RESULTS_QUEUE_URL: results are found only by listing DONE/")
 	}
 	d := &downloader.Downloader{Store: st, Queue: q, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook()}
-	log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Msg("started")
+	log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Str("verify_decode", cfg.VerifyDecode).Msg("started")
 	return d.Run(ctx)
 }
 
@@ -132,6 +146,7 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	set.Int(&concurrency, "CONCURRENCY", 4, "parallel uploads, and results installed at once")
 	up.BindSelection(set)
 	down.BindModes(set)
+	down.BindVerify(set)
 	set.Bool(&skipUpload, "SKIP_UPLOAD", false, "do not upload; only wait for the work already queued and install its results")
 	set.Duration(&timeout, "TIMEOUT", 0, "stop waiting after this long (e.g. 6h); 0 waits until everything is done")
 	set.Duration(&poll, "POLL_INTERVAL", 30*time.Second, "how often TODO/, DONE/ and FAILED/ are listed")

@@ -114,6 +114,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 
 	rest := io.MultiReader(bytes.NewReader(peek[:]), r)
 	exp := expect{sha256: want}
+	if want != "" && opts.CRC32C != nil && opts.Size > 0 {
+		// The caller hashed the stream and took its CRC32C in one pass: check
+		// that cheap sum while uploading instead of a second SHA-256.
+		exp = expect{sha256: want, crc32c: *opts.CRC32C, size: opts.Size, prehashed: true}
+	}
 	if want == "" {
 		if rs, ok := r.(io.ReadSeeker); ok {
 			// A file: hash it in a first pass (metadata is fixed when the
@@ -143,9 +148,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 // expect is what an upload must turn out to be.
 type expect struct {
 	sha256 string // hex; "" when unknown
-	// prehashed: sha256 came from a first pass over the same file, which
-	// also gave crc32c and size; the upload pass compares those instead of
-	// hashing SHA-256 again.
+	// prehashed: sha256 came from a first pass over the same stream (ours,
+	// or the caller's: PutOptions.CRC32C), which also gave crc32c and size;
+	// the upload pass compares those instead of hashing SHA-256 again.
 	prehashed bool
 	crc32c    uint32
 	size      int64

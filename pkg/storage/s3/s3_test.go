@@ -484,3 +484,44 @@ func TestPutDetectsSourceChangingDuringUpload(t *testing.T) {
 	}
 	assertNoUploads(t, env, bucket)
 }
+
+// TestPutWithCallersCRC: with the CRC32C the caller computed along with the
+// SHA-256 (storage.SumFile), a matching stream is stored with that SHA-256
+// and a different one is refused, nothing committed.
+func TestPutWithCallersCRC(t *testing.T) {
+	env := awstest.Shared(t)
+	bucket := env.ScratchBucket(t)
+	s := smallParts(t, env, bucket, 2)
+	data := randBytes(12*mib, 41)
+	p := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sums, err := storage.SumFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sums.SHA256 != sum(data) || sums.Size != int64(len(data)) {
+		t.Fatalf("SumFile %+v", sums)
+	}
+	opts := storage.PutOptions{SHA256: sums.SHA256, CRC32C: &sums.CRC32C, Size: sums.Size}
+	obj, err := s.Put(ctx, "TODO/crc.mp4", bytes.NewReader(data), opts)
+	if err != nil || obj.SHA256 != sums.SHA256 {
+		t.Fatalf("put: %+v, %v", obj, err)
+	}
+	got, gobj, err := readAll(t, s, "TODO/crc.mp4")
+	if err != nil || !bytes.Equal(got, data) || gobj.SHA256 != sums.SHA256 {
+		t.Fatalf("read back: %d bytes, %+v, %v", len(got), gobj, err)
+	}
+
+	changed := append([]byte(nil), data...)
+	changed[7*mib] ^= 1
+	_, err = s.Put(ctx, "TODO/changed.mp4", bytes.NewReader(changed), opts)
+	if !errors.Is(err, storage.ErrChecksum) {
+		t.Fatalf("want ErrChecksum for a stream other than the hashed one, got %v", err)
+	}
+	if _, err := s.Head(ctx, "TODO/changed.mp4"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("object committed: %v", err)
+	}
+	assertNoUploads(t, env, bucket)
+}

@@ -14,6 +14,8 @@ package downloader
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +54,10 @@ type Config struct {
 	// RetryDelay is how soon a message whose result failed transiently is
 	// delivered again (default 30 s).
 	RetryDelay time.Duration
+	// VerifyDecode is VerifyAlways or VerifyAuto (the default, also for "").
+	VerifyDecode string
+	// Once: Run installs what DONE/ holds once and returns (ONCE).
+	Once bool
 
 	fileMode, dirMode string
 }
@@ -60,7 +66,7 @@ type Config struct {
 func (c *Config) Bind(s *config.Set) {
 	s.String(&c.Root, "LIBRARY_ROOT", "", "library root directory", config.Required())
 	s.Duration(&c.Reconcile, "RECONCILE_INTERVAL", 10*time.Minute, "how often DONE/ is listed in case events were lost (0: only at start)")
-	s.Int(&c.Concurrency, "CONCURRENCY", 2, "results installed at once")
+	s.Int(&c.Concurrency, "CONCURRENCY", 4, "results installed at once")
 	c.Wait = 20 * time.Second
 	s.Check(func() error {
 		if c.Concurrency < 1 {
@@ -71,7 +77,33 @@ func (c *Config) Bind(s *config.Set) {
 		}
 		return nil
 	})
+	s.Bool(&c.Once, "ONCE", false, "install what DONE/ holds now, then exit (status 1 if anything was not installed); no queue needed")
 	c.BindModes(s)
+	c.BindVerify(s)
+}
+
+// Verification modes (VERIFY_DECODE).
+const (
+	// VerifyAlways decodes every result in full before its original goes.
+	VerifyAlways = "always"
+	// VerifyAuto skips that decode for results hevc-processor decoded
+	// itself before storing them (see trustedResult), keeping the checks
+	// of streams and duration.
+	VerifyAuto = "auto"
+)
+
+// BindVerify registers VERIFY_DECODE, for commands that bind the other
+// variables themselves.
+func (c *Config) BindVerify(s *config.Set) {
+	s.String(&c.VerifyDecode, "VERIFY_DECODE", VerifyAuto, "always: decode every result in full before deleting its original; "+
+		"auto: skip that decode when the result's bytes match the SHA-256 hevc-processor recorded after decoding them itself (streams and duration are still compared)")
+	s.Check(func() error {
+		switch c.VerifyDecode {
+		case VerifyAlways, VerifyAuto:
+			return nil
+		}
+		return fmt.Errorf("VERIFY_DECODE must be always or auto, got %q", c.VerifyDecode)
+	})
 }
 
 // BindModes registers FILE_MODE and DIR_MODE, for commands that bind the
@@ -117,7 +149,7 @@ const (
 // Crash points: Crash is called there (tests kill the process to check
 // that a re-run converges).
 const (
-	CrashDownloaded      = "downloaded"       // verified temp file fsynced, not yet renamed
+	CrashDownloaded      = "downloaded"       // verified temp file written, not yet renamed
 	CrashInstalled       = "installed"        // renamed into place, original not yet deleted
 	CrashOriginalRemoved = "original-removed" // original deleted, DONE/ object not yet deleted
 )
@@ -152,6 +184,7 @@ type Downloader struct {
 	busy     map[string]bool
 	rejected map[string]rejection // key → last rejection, to avoid re-downloading it
 	reported map[string]string    // key → last problem logged at error level
+	swept    map[string]time.Time // directory → last sweepTemps
 }
 
 type rejection struct {
@@ -380,7 +413,7 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 		return res, nil
 	}
 	defer d.release(key)
-	sweepTemps(filepath.Dir(target), log)
+	d.sweep(filepath.Dir(target), log)
 
 	obj, err := d.Store.Head(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -400,7 +433,9 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 		return reject("the object has no recorded SHA-256, so its download cannot be verified")
 	}
 
-	orig, origInfo, err := d.findOriginal(stem, obj)
+	// The original's SHA-256 (a full read of a file as large as the
+	// result) is checked while the result downloads, not before.
+	orig, origInfo, unhashed, err := d.findOriginal(stem, obj)
 	if err != nil {
 		var mm mismatch
 		if errors.As(err, &mm) {
@@ -414,6 +449,15 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	}
 
 	if fi, err := os.Lstat(target); err == nil {
+		if unhashed {
+			if err := confirmOriginal(ctx, orig, obj); err != nil {
+				var mm mismatch
+				if errors.As(err, &mm) {
+					return reject(mm.Error())
+				}
+				return res, err
+			}
+		}
 		return d.resume(ctx, key, target, fi, obj, orig, origInfo, res, log)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return res, fmt.Errorf("check %s: %w", target, err)
@@ -429,14 +473,23 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 		return reject(reason)
 	}
 
+	chk := d.checkFor(obj, orig)
 	var origProbe media.Info
 	if orig != "" {
-		if origProbe, err = media.Probe(ctx, orig); err != nil {
+		if origProbe, err = chk.probe(ctx, orig); err != nil {
 			if errors.Is(err, media.ErrBadInput) {
 				return remember("the original does not probe, so the result cannot be compared with it: " + err.Error())
 			}
 			return res, fmt.Errorf("probe original %s: %w", orig, err)
 		}
+	}
+
+	var confirmed chan error
+	if unhashed {
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel() // an early return stops the hashing
+		confirmed = make(chan error, 1)
+		go func() { confirmed <- confirmOriginal(cctx, orig, obj) }()
 	}
 
 	tmp, err := newTemp(target, os.FileMode(d.Cfg.DirMode))
@@ -445,7 +498,7 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	}
 	defer tmp.abort()
 	start := time.Now()
-	r, _, err := d.Store.Get(ctx, key)
+	r, got, err := d.Store.Get(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		res.Outcome = Missing
 		return res, nil
@@ -463,24 +516,36 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	if err != nil {
 		return res, fmt.Errorf("download %s: %w", key, err)
 	}
-	if tmp.n != obj.Size || !strings.EqualFold(tmp.sum(), obj.SHA256) {
-		return remember(fmt.Sprintf("download does not match its recorded checksum: %d bytes with sha256 %s, recorded %d bytes with sha256 %s",
-			tmp.n, tmp.sum(), obj.Size, obj.SHA256))
+	// The reader verified every byte against the SHA-256 of the object it
+	// read; that must be the version examined above.
+	if !strings.EqualFold(got.SHA256, obj.SHA256) {
+		return res, fmt.Errorf("download %s: the object changed meanwhile (sha256 %s, then %s); trying again", key, obj.SHA256, got.SHA256)
 	}
-	if err := tmp.sync(); err != nil {
-		return res, err
+	if tmp.n != obj.Size {
+		return remember(fmt.Sprintf("download does not match its recorded size: %d bytes, recorded %d", tmp.n, obj.Size))
 	}
+	// No fsync yet: commit fsyncs once, after setting mode and mtime, and
+	// before the link that makes the file visible.
 	if orig != "" {
-		if _, err := media.Verify(ctx, origProbe, tmp.name()); err != nil {
+		if _, err := chk.verify(ctx, origProbe, tmp.name()); err != nil {
 			if errors.Is(err, media.ErrVerify) || errors.Is(err, media.ErrBadInput) {
 				return remember("result does not match its original: " + strings.ReplaceAll(err.Error(), tmp.name(), hevcRel))
 			}
 			return res, fmt.Errorf("verify %s: %w", key, err)
 		}
-	} else if reason, err := verifyAlone(ctx, tmp.name(), obj); err != nil {
+	} else if reason, err := verifyAlone(ctx, chk, tmp.name(), obj); err != nil {
 		return res, fmt.Errorf("verify %s: %w", key, err)
 	} else if reason != "" {
 		return remember(reason)
+	}
+	if confirmed != nil {
+		if err := <-confirmed; err != nil {
+			var mm mismatch
+			if errors.As(err, &mm) {
+				return remember(mm.Error())
+			}
+			return res, err
+		}
 	}
 	d.crash(CrashDownloaded)
 
@@ -544,13 +609,14 @@ func (d *Downloader) resume(ctx context.Context, key, target string, fi os.FileI
 	if orig != "" {
 		// Verified before it was renamed, but the original is about to be
 		// deleted: check once more, this time against the file in place.
-		in, err := media.Probe(ctx, orig)
+		chk := d.checkFor(obj, orig)
+		in, err := chk.probe(ctx, orig)
 		if err != nil && !errors.Is(err, media.ErrBadInput) {
 			return res, fmt.Errorf("probe original %s: %w", orig, err)
 		}
 		if err != nil {
 			res.Outcome, res.Reason = Rejected, "the original does not probe, so the installed copy cannot be compared with it: "+err.Error()
-		} else if _, err := media.Verify(ctx, in, target); err != nil {
+		} else if _, err := chk.verify(ctx, in, target); err != nil {
 			if !errors.Is(err, media.ErrVerify) && !errors.Is(err, media.ErrBadInput) {
 				return res, fmt.Errorf("verify %s: %w", target, err)
 			}
@@ -619,7 +685,7 @@ func (d *Downloader) inside(target string) error {
 }
 
 // mismatch means the originals present are not the source of the result.
-type mismatch struct{ msg string }
+type mismatch struct{ msg, detail string }
 
 func (m mismatch) Error() string { return m.msg }
 
@@ -628,64 +694,189 @@ func (m mismatch) Error() string { return m.msg }
 // returns only an original that has them. No candidate at all is not an
 // error (the original was removed by an earlier, interrupted run, or by
 // hand); candidates that are all different files are a mismatch.
-func (d *Downloader) findOriginal(stem string, obj storage.Object) (string, os.FileInfo, error) {
+//
+// A single candidate of the right size is returned without reading it
+// (unhashed true): the caller must confirmOriginal it before anything is
+// installed or deleted. Several are hashed here to pick the right one.
+func (d *Downloader) findOriginal(stem string, obj storage.Object) (path string, fi os.FileInfo, unhashed bool, err error) {
 	p, err := library.Path(d.Cfg.Root, stem+".mp4")
 	if err != nil {
-		return "", nil, nil
+		return "", nil, false, nil
 	}
 	dir, base := filepath.Dir(p), filepath.Base(p)
 	base = base[:len(base)-len(".mp4")]
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil, nil
-	}
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", dir, err)
-	}
 	wantSize, sizeErr := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
 	wantSHA := obj.Metadata[storage.MetaSourceSHA]
-	var why []string
-	for _, e := range ents {
-		n := e.Name()
-		if len(n) != len(base)+4 || n[:len(base)] != base || !strings.EqualFold(n[len(base):], ".mp4") || !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if errors.Is(err, os.ErrNotExist) {
+	// Every spelling of the extension, in the order a directory listing
+	// sorts them; four lstats instead of reading a directory that may hold
+	// thousands of files, once per result.
+	type cand struct {
+		path string
+		fi   os.FileInfo
+	}
+	var cands []cand
+	for _, ext := range []string{".MP4", ".Mp4", ".mP4", ".mp4"} {
+		full := filepath.Join(dir, base+ext)
+		fi, err := os.Lstat(full)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			continue
 		}
 		if err != nil {
-			return "", nil, fmt.Errorf("stat %s: %w", filepath.Join(dir, n), err)
+			return "", nil, false, fmt.Errorf("stat %s: %w", full, err)
 		}
-		full := filepath.Join(dir, n)
-		if sizeErr == nil && fi.Size() != wantSize {
-			why = append(why, fmt.Sprintf("%s has %d bytes, the result was made from %d", n, fi.Size(), wantSize))
+		if fi.Mode().IsRegular() {
+			cands = append(cands, cand{full, fi})
+		}
+	}
+	var why []string
+	var sized []cand
+	for _, c := range cands {
+		if sizeErr == nil && c.fi.Size() != wantSize {
+			why = append(why, fmt.Sprintf("%s has %d bytes, the result was made from %d", filepath.Base(c.path), c.fi.Size(), wantSize))
 			continue
 		}
+		sized = append(sized, c)
+	}
+	if wantSHA != "" && len(sized) == 1 {
+		return sized[0].path, sized[0].fi, true, nil
+	}
+	for _, c := range sized {
 		if wantSHA != "" {
-			sha, _, err := library.FileSHA256(full)
-			if err != nil {
-				return "", nil, fmt.Errorf("hash %s: %w", full, err)
-			}
-			if !strings.EqualFold(sha, wantSHA) {
-				why = append(why, fmt.Sprintf("%s has sha256 %s, the result was made from %s", n, sha, wantSHA))
+			if err := confirmOriginal(context.Background(), c.path, obj); err != nil {
+				var mm mismatch
+				if !errors.As(err, &mm) {
+					return "", nil, false, err
+				}
+				why = append(why, mm.detail)
 				continue
 			}
 		}
-		return full, fi, nil
+		return c.path, c.fi, false, nil
 	}
 	if len(why) > 0 {
-		return "", nil, mismatch{"the result was made from a different version of the original (" + strings.Join(why, "; ") + ")"}
+		return "", nil, false, differentVersion(why)
 	}
-	return "", nil, nil
+	return "", nil, false, nil
+}
+
+func differentVersion(why []string) mismatch {
+	return mismatch{msg: "the result was made from a different version of the original (" + strings.Join(why, "; ") + ")"}
+}
+
+// confirmOriginal checks that the original at p has the SHA-256 the result
+// records for its source; a different file is a mismatch.
+func confirmOriginal(ctx context.Context, p string, obj storage.Object) error {
+	want := obj.Metadata[storage.MetaSourceSHA]
+	if want == "" {
+		return nil
+	}
+	sha, err := fileSHA256(ctx, p)
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(sha, want) {
+		detail := fmt.Sprintf("%s has sha256 %s, the result was made from %s", filepath.Base(p), sha, want)
+		return mismatch{msg: differentVersion([]string{detail}).msg, detail: detail}
+	}
+	return nil
+}
+
+// fileSHA256 hashes a file, stopping early when ctx ends.
+func fileSHA256(ctx context.Context, p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", p, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("hash %s: %w", p, err)
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("hash %s: %w", p, err)
+		}
+	}
+}
+
+// sweepEvery is how often a directory is searched for temp files left by
+// killed runs: once per result would read a directory of n files n times.
+const sweepEvery = time.Minute
+
+// sweep runs sweepTemps on dir unless it did so within sweepEvery.
+func (d *Downloader) sweep(dir string, log zerolog.Logger) {
+	d.mu.Lock()
+	if d.swept == nil {
+		d.swept = map[string]time.Time{}
+	}
+	if last, ok := d.swept[dir]; ok && time.Since(last) < sweepEvery {
+		d.mu.Unlock()
+		return
+	}
+	d.swept[dir] = time.Now()
+	d.mu.Unlock()
+	sweepTemps(dir, log)
+}
+
+// check is how a result is compared with its original.
+type check struct {
+	probe  func(ctx context.Context, path string) (media.Info, error)
+	verify func(ctx context.Context, in media.Info, output string) (media.Info, error)
+}
+
+var (
+	// fullCheck probes with ffprobe and decodes the whole result.
+	fullCheck = check{probe: media.Probe, verify: media.Verify}
+	// streamsCheck reads both files' boxes and compares streams and
+	// durations; no decode.
+	streamsCheck = check{probe: media.ProbeFast, verify: media.VerifyStreams}
+)
+
+// checkFor picks the check for obj: the full one, unless VERIFY_DECODE is
+// auto and the result is one hevc-processor decoded itself.
+func (d *Downloader) checkFor(obj storage.Object, orig string) check {
+	if d.Cfg.VerifyDecode != VerifyAlways && trustedResult(obj, orig) {
+		return streamsCheck
+	}
+	return fullCheck
+}
+
+// trustedResult reports whether hevc-processor already decoded exactly
+// these bytes in full. The processor commits a DONE/ object only after its
+// verification of that output passed: the same streams and duration as
+// its input, and every video and audio packet decoded without an error.
+// It stores the object with the output's SHA-256 (sha256, checked by the
+// store on upload) and the input's duration (duration). The downloader
+// checks the SHA-256 on every byte it receives, so when both records are
+// there a second decode here would decode identical bytes again: it costs
+// as much CPU as the processor's and cannot find anything new. The
+// processor compared the output with the TODO/ object whose SHA-256 it
+// recorded as source-sha256, which confirmOriginal matches against this
+// original. An object without these records (not written by our
+// processor) is decoded in full. The streams and the duration are compared
+// with the original either way (streamsCheck), which costs no decode.
+func trustedResult(obj storage.Object, orig string) bool {
+	if obj.SHA256 == "" {
+		return false
+	}
+	if d, err := strconv.ParseFloat(obj.Metadata[storage.MetaDuration], 64); err != nil || d <= 0 {
+		return false
+	}
+	return orig == "" || obj.Metadata[storage.MetaSourceSHA] != ""
 }
 
 // verifyAlone checks a result whose original is gone: it must be a
 // decodable HEVC video and, when the processor recorded the input's
 // duration, last as long. It returns a reason to reject, or an error
 // worth retrying.
-func verifyAlone(ctx context.Context, p string, obj storage.Object) (string, error) {
-	info, err := media.Probe(ctx, p)
+func verifyAlone(ctx context.Context, chk check, p string, obj storage.Object) (string, error) {
+	info, err := chk.probe(ctx, p)
 	if errors.Is(err, media.ErrBadInput) {
 		return "result is not a readable video: " + err.Error(), nil
 	}
@@ -696,7 +887,7 @@ func verifyAlone(ctx context.Context, p string, obj storage.Object) (string, err
 		v, _ := info.MainVideo()
 		return fmt.Sprintf("result is %s, not HEVC", v.Codec), nil
 	}
-	if want, err := strconv.ParseFloat(obj.Metadata["duration"], 64); err == nil && want > 0 {
+	if want, err := strconv.ParseFloat(obj.Metadata[storage.MetaDuration], 64); err == nil && want > 0 {
 		if diff, tol := math.Abs(info.Duration-want), math.Max(0.5, 0.01*want); diff > tol {
 			return fmt.Sprintf("result lasts %.2fs, its input lasted %.2fs", info.Duration, want), nil
 		}

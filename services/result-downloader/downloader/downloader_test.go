@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -295,6 +296,96 @@ func TestShorterResultIsNotInstalled(t *testing.T) {
 			t.Errorf("short result installed")
 		}
 	})
+}
+
+// TestForeignResultIsDecoded: an object in DONE/ without hevc-processor's
+// record of having decoded it (its duration metadata) gets the full decode,
+// also with VERIFY_DECODE=auto, and is not installed when it does not
+// decode cleanly, although it probes with the right streams and duration.
+func TestForeignResultIsDecoded(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	stores(t, func(t *testing.T, f *fixture) {
+		f.d.Cfg.VerifyDecode = downloader.VerifyAuto
+		rel := "foreign/clip.mp4"
+		testutil.Clip(t, f.path(rel), clip2s)
+		origSHA := testutil.SHA(t, f.path(rel))
+		key, _ := testutil.PutResult(t, f.st, f.root, rel, testutil.ResultOpts{NoDuration: true, Corrupt: true})
+		res := f.install(key)
+		if res.Outcome != downloader.Rejected || !strings.Contains(res.Reason, "decode") {
+			t.Fatalf("result %+v, want rejected because it does not decode", res)
+		}
+		t.Logf("reported: %s", res.Reason)
+		f.checkKept(rel, key, origSHA)
+	})
+}
+
+// TestVerifyDecodeModes: a result carrying the processor's records is
+// decoded again only with VERIFY_DECODE=always. The damaged clip shows
+// which check ran; with auto its streams and duration are still compared.
+func TestVerifyDecodeModes(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	f := newFixture(t, "fs")
+	rel := "modes/always.mp4"
+	testutil.Clip(t, f.path(rel), clip2s)
+	origSHA := testutil.SHA(t, f.path(rel))
+	key, _ := testutil.PutResult(t, f.st, f.root, rel, testutil.ResultOpts{Corrupt: true})
+	f.d.Cfg.VerifyDecode = downloader.VerifyAlways
+	if res := f.install(key); res.Outcome != downloader.Rejected || !strings.Contains(res.Reason, "decode") {
+		t.Fatalf("always: result %+v, want rejected because it does not decode", res)
+	}
+	f.checkKept(rel, key, origSHA)
+
+	// auto: the processor decoded these very bytes before storing them
+	// (their SHA-256 matches), so the downloader does not decode them again.
+	rel = "modes/auto.mp4"
+	testutil.Clip(t, f.path(rel), clip2s)
+	key, sha := testutil.PutResult(t, f.st, f.root, rel, testutil.ResultOpts{Corrupt: true})
+	f.d.Cfg.VerifyDecode = downloader.VerifyAuto
+	if res := f.install(key); res.Outcome != downloader.Installed {
+		t.Fatalf("auto: result %+v, want installed without a second decode", res)
+	}
+	f.checkInstalled(rel, key, sha, 0, time.Time{})
+
+	// auto still compares streams and duration.
+	rel = "modes/short.mp4"
+	testutil.Clip(t, f.path(rel), mediatest.ClipOpts{Seconds: 3})
+	origSHA = testutil.SHA(t, f.path(rel))
+	key, _ = testutil.PutResult(t, f.st, f.root, rel, testutil.ResultOpts{Seconds: 1})
+	if res := f.install(key); res.Outcome != downloader.Rejected || !strings.Contains(res.Reason, "duration") {
+		t.Fatalf("auto, short result: %+v, want rejected for its duration", res)
+	}
+	f.checkKept(rel, key, origSHA)
+	rel = "modes/no-audio.mp4"
+	testutil.Clip(t, f.path(rel), mediatest.ClipOpts{AudioTracks: 2})
+	origSHA = testutil.SHA(t, f.path(rel))
+	key = putResultWithAudio(t, f, rel, 1)
+	if res := f.install(key); res.Outcome != downloader.Rejected || !strings.Contains(res.Reason, "audio") {
+		t.Fatalf("auto, result missing an audio track: %+v, want rejected", res)
+	}
+	f.checkKept(rel, key, origSHA)
+}
+
+// putResultWithAudio stores a processor-shaped result for rel whose HEVC
+// clip has the given number of audio tracks.
+func putResultWithAudio(t *testing.T, f *fixture, rel string, tracks int) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "r.mp4")
+	testutil.Clip(t, src, mediatest.ClipOpts{HEVC: true, AudioTracks: tracks})
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(f.path(rel))
+	key, _ := library.DoneKey(rel)
+	md := map[string]string{
+		storage.MetaDuration:   "2.000",
+		storage.MetaSourceSize: strconv.FormatInt(fi.Size(), 10),
+		storage.MetaSourceSHA:  testutil.SHA(t, f.path(rel)),
+	}
+	if _, err := f.st.Put(context.Background(), key, bytes.NewReader(b), storage.PutOptions{Size: int64(len(b)), Metadata: md}); err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
 
 func TestResultOfAnotherVersionIsNotInstalled(t *testing.T) {

@@ -1,11 +1,8 @@
 package downloader
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,13 +23,21 @@ import (
 const tempPrefix = library.TempPrefix + "dl-"
 
 // temp is a download in progress beside its target, exclusively flocked
-// for as long as it exists under its temp name.
+// for as long as it exists under its temp name. It does not hash what it
+// is given: the store's reader verifies the SHA-256 of every byte it
+// returns (storage.Store.Get) and fails at EOF on a mismatch.
 type temp struct {
-	f    *os.File
-	h    hash.Hash
-	n    int64
-	done bool
+	f       *os.File
+	n       int64
+	flushed int64 // bytes handed to writeback (startWriteback)
+	done    bool
 }
+
+// writebackChunk is how much written data may wait in the page cache
+// before its writeback is started: the disk then writes while the network
+// delivers, and the final fsync has only the tail left to wait for,
+// instead of the whole file.
+const writebackChunk = 8 << 20
 
 // tempMu orders this process's sweeps against its own temp files being
 // created and locked (a sweep must not see one before it is locked).
@@ -57,22 +62,23 @@ func newTemp(target string, dirMode fs.FileMode) (*temp, error) {
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("lock temp file %s: %w", f.Name(), err)
 	}
-	return &temp{f: f, h: sha256.New()}, nil
+	return &temp{f: f}, nil
 }
 
 func (t *temp) name() string { return t.f.Name() }
 
 func (t *temp) Write(p []byte) (int, error) {
 	n, err := t.f.Write(p)
-	t.h.Write(p[:n])
 	t.n += int64(n)
 	if err != nil {
-		err = fmt.Errorf("write %s: %w", t.f.Name(), err)
+		return n, fmt.Errorf("write %s: %w", t.f.Name(), err)
 	}
-	return n, err
+	if t.n-t.flushed >= writebackChunk {
+		startWriteback(t.f, t.flushed, t.n-t.flushed)
+		t.flushed = t.n
+	}
+	return n, nil
 }
-
-func (t *temp) sum() string { return hex.EncodeToString(t.h.Sum(nil)) }
 
 func (t *temp) sync() error {
 	if err := t.f.Sync(); err != nil {

@@ -84,7 +84,10 @@ type Uploader struct {
 	Store storage.Store
 	Cfg   Config
 	Log   zerolog.Logger
-	// Probe defaults to media.Probe; tests may replace it.
+	// Probe defaults to media.ProbeFast (the file's MP4 boxes, ffprobe only
+	// when they do not tell): the uploader needs the video codec (skip HEVC)
+	// and durations, and an ffprobe spawn per file costs more than uploading
+	// a small one. Tests may replace it.
 	Probe func(ctx context.Context, path string) (media.Info, error)
 	// Progress, if set, shows each upload.
 	Progress *progress.Progress
@@ -124,7 +127,7 @@ const (
 // (the summary says which) or the walk could not finish.
 func (u *Uploader) Run(ctx context.Context) (Summary, error) {
 	if u.Probe == nil {
-		u.Probe = media.Probe
+		u.Probe = media.ProbeFast
 	}
 	sum := Summary{Skipped: map[string]int{}}
 	if _, err := os.Stat(u.Cfg.Root); err != nil {
@@ -280,16 +283,16 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 		return o
 	}
 
-	var sha string // computed once, when first needed
-	hash := func() (string, error) {
-		if sha == "" {
-			s, _, err := library.FileSHA256(p)
+	var sums *storage.Sums // computed once, when first needed
+	hash := func() (storage.Sums, error) {
+		if sums == nil {
+			s, err := storage.SumFile(p)
 			if err != nil {
-				return "", fmt.Errorf("hash %s: %w", p, err)
+				return storage.Sums{}, err
 			}
-			sha = s
+			sums = &s
 		}
-		return sha, nil
+		return *sums, nil
 	}
 	same := func(size int64, shaHex string) (bool, error) {
 		if size != st.Size() {
@@ -299,7 +302,7 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 			return true, nil // nothing to compare: trust the size
 		}
 		h, err := hash()
-		return strings.EqualFold(h, shaHex), err
+		return strings.EqualFold(h.SHA256, shaHex), err
 	}
 
 	// A result in DONE/ made from this very file: the downloader brings it.
@@ -380,11 +383,15 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 	return o
 }
 
-func (u *Uploader) upload(ctx context.Context, p, key string, st os.FileInfo, hash func() (string, error), log zerolog.Logger) (int64, error) {
-	sha, err := hash()
+func (u *Uploader) upload(ctx context.Context, p, key string, st os.FileInfo, hash func() (storage.Sums, error), log zerolog.Logger) (int64, error) {
+	sums, err := hash()
 	if err != nil {
 		return 0, err
 	}
+	if sums.Size != st.Size() {
+		return 0, fmt.Errorf("upload %s: it changed while it was read (%d bytes, then %d; not queued; the next run tries again)", p, st.Size(), sums.Size)
+	}
+	sha := sums.SHA256
 	f, err := os.Open(p)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", p, err)
@@ -397,7 +404,10 @@ func (u *Uploader) upload(ctx context.Context, p, key string, st os.FileInfo, ha
 		storage.MetaSourceSHA:   sha,
 	}
 	tr := u.Progress.Start(key, st.Size())
-	obj, err := u.Store.Put(ctx, key, tr.Reader(f), storage.PutOptions{Size: st.Size(), SHA256: sha, Metadata: md})
+	// The CRC32C from the hashing pass lets the store check the stream it
+	// sends without hashing SHA-256 again (a file that changes meanwhile
+	// is still refused).
+	obj, err := u.Store.Put(ctx, key, tr.Reader(f), storage.PutOptions{Size: sums.Size, SHA256: sha, CRC32C: &sums.CRC32C, Metadata: md})
 	tr.Done(err != nil)
 	if errors.Is(err, storage.ErrChecksum) {
 		return 0, fmt.Errorf("upload %s to %s: the file changed while it was read (not queued; the next run tries again): %w", p, key, err)

@@ -106,6 +106,13 @@ type ResultOpts struct {
 	NoSourceMetadata bool
 	// SourceSHA overrides the recorded source SHA-256.
 	SourceSHA string
+	// NoDuration leaves out the duration hevc-processor records on the
+	// results it verified (an object some other tool put in DONE/).
+	NoDuration bool
+	// Corrupt damages the clip's media data before it is stored (its
+	// recorded SHA-256 is of the damaged bytes): it still probes, with the
+	// right streams and duration, but does not decode cleanly.
+	Corrupt bool
 }
 
 // PutResult stores DONE/<rel-without-.mp4>-hevc.mp4 for the library file
@@ -133,7 +140,16 @@ func PutResult(t testing.TB, st storage.Store, root, rel string, ro ResultOpts) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := map[string]string{"duration": strconv.FormatFloat(info.Duration, 'f', 3, 64)}
+	if ro.Corrupt {
+		b = append([]byte(nil), b...)
+		for i := len(b) * 3 / 10; i < len(b)*3/10+4096 && i < len(b); i++ {
+			b[i] ^= 0x55
+		}
+	}
+	md := map[string]string{}
+	if !ro.NoDuration {
+		md[storage.MetaDuration] = strconv.FormatFloat(info.Duration, 'f', 3, 64)
+	}
 	if !ro.NoSourceMetadata {
 		md[storage.MetaSourceSize] = strconv.FormatInt(fi.Size(), 10)
 		md[storage.MetaSourceSHA] = SHA(t, orig)
