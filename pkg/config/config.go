@@ -18,12 +18,11 @@ import (
 // Set is one service's configuration: a flag set whose every flag has an
 // environment variable.
 type Set struct {
-	fs       *flag.FlagSet
-	vars     []*variable
-	getenv   func(string) string
-	checks   []func() error
-	Usage    string // one paragraph shown by --help
-	commands []string
+	fs     *flag.FlagSet
+	vars   []*variable
+	getenv func(string) string
+	checks []func() error
+	Usage  string // one paragraph shown by --help
 }
 
 type variable struct {

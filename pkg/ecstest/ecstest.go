@@ -150,7 +150,6 @@ type task struct {
 	done    chan struct{} // closed when STOPPED
 	stopped bool
 	killed  bool
-	cancel  context.CancelFunc
 }
 
 type failRule struct {

@@ -234,6 +234,7 @@ func receive(ctx context.Context, client *sqs.Client, url string, n int, wait, v
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 		// The deprecated spelling too: SQS accepts both, and some local
 		// servers (local-aws-sqs) read only this one.
+		//lint:ignore SA1019 kept on purpose for servers that read only the old name
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount)},
 	}
 	if visibility > 0 {
