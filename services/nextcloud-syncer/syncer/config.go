@@ -40,7 +40,9 @@ type Config struct {
 	LibraryRoot  string        // LIBRARY_ROOT
 	FileMode     fs.FileMode   // of installed files
 	DirMode      fs.FileMode   // of created directories
-	Concurrency  int           // transfers in flight, all users together
+	Concurrency  int           // GET streams in flight, all users together
+	PartSize     int64         // a download may be split into ranges of at least this size; 0: never
+	PartStreams  int           // most streams (ranges) one file is downloaded with
 	DryRun       bool          // list and plan, change nothing
 	Once         bool          // one pass, then exit
 	Interval     time.Duration // between passes when not Once
@@ -86,7 +88,9 @@ func NewConfigSet(cfg *Config, getenv func(string) string) *config.Set {
 	s.String(&cfg.LibraryRoot, "LIBRARY_ROOT", "", "library root directory", config.Required())
 	s.String(&fileMode, "FILE_MODE", "0644", "mode of moved files (octal)")
 	s.String(&dirMode, "DIR_MODE", "0755", "mode of created directories (octal)")
-	s.Int(&cfg.Concurrency, "CONCURRENCY", 4, "files transferred at once (all users together)")
+	s.Int(&cfg.Concurrency, "CONCURRENCY", 4, "downloads at once, all users together: files, or ranges of a large file on slots no file is waiting for")
+	s.Int64(&cfg.PartSize, "NC_PART_SIZE", 32<<20, "a file of at least twice this size may be downloaded in ranges of at least this size, over transfer slots that would idle (e.g. 32MiB; 0: one stream per file)")
+	s.Int(&cfg.PartStreams, "NC_PART_STREAMS", 4, "most parallel ranges per file (1: one stream per file)")
 	s.Bool(&cfg.DryRun, "DRY_RUN", false, "list and log what would be moved; download, write and delete nothing")
 	s.Bool(&cfg.Once, "ONCE", false, "run one pass and exit (exit status 1 if anything failed)")
 	s.Duration(&cfg.Interval, "INTERVAL", 5*time.Minute, "pause between passes when not --once")
@@ -112,6 +116,12 @@ func NewConfigSet(cfg *Config, getenv func(string) string) *config.Set {
 		}
 		if !cfg.Once && cfg.Interval <= 0 {
 			errs = append(errs, fmt.Errorf("INTERVAL: must be positive (or use --once)"))
+		}
+		if cfg.PartSize < 0 || (cfg.PartSize > 0 && cfg.PartSize < 1<<20) {
+			errs = append(errs, fmt.Errorf("NC_PART_SIZE: %d is below 1MiB (0 turns splitting off)", cfg.PartSize))
+		}
+		if cfg.PartStreams < 1 || cfg.PartStreams > 64 {
+			errs = append(errs, fmt.Errorf("NC_PART_STREAMS: %d is not between 1 and 64", cfg.PartStreams))
 		}
 		if cfg.Timeout <= 0 {
 			errs = append(errs, fmt.Errorf("NC_TIMEOUT: must be positive"))

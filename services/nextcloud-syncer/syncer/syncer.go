@@ -47,8 +47,13 @@ type Syncer struct {
 	cfg  *Config
 	log  zerolog.Logger
 	rt   http.RoundTripper
-	sem  chan struct{}
+	sem  chan struct{} // transfer slots: GET streams (files, or ranges of a large file)
+	fin  chan struct{} // finishing slots: files being fsynced, verified, installed, deleted
 	bufs sync.Pool
+
+	filesWaiting atomic.Int64 // files waiting for a transfer slot: they go before splits
+	freedMu      sync.Mutex
+	freed        chan struct{} // closed (and replaced) when a transfer slot frees
 }
 
 const copyBuf = 256 << 10
@@ -61,9 +66,28 @@ func New(cfg *Config, log zerolog.Logger) *Syncer {
 	tr.ResponseHeaderTimeout = cfg.Timeout
 	tr.DisableCompression = true
 	tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	s := &Syncer{cfg: cfg, log: log, rt: tr, sem: make(chan struct{}, cfg.Concurrency)}
+	s := &Syncer{cfg: cfg, log: log, rt: tr,
+		sem: make(chan struct{}, cfg.Concurrency), fin: make(chan struct{}, cfg.Concurrency),
+		freed: make(chan struct{})}
 	s.bufs.New = func() any { b := make([]byte, copyBuf); return &b }
 	return s
+}
+
+// releaseSlot gives back a transfer slot and wakes splitters waiting for
+// one.
+func (s *Syncer) releaseSlot() {
+	<-s.sem
+	s.freedMu.Lock()
+	close(s.freed)
+	s.freed = make(chan struct{})
+	s.freedMu.Unlock()
+}
+
+// slotFreed is closed at the next releaseSlot.
+func (s *Syncer) slotFreed() <-chan struct{} {
+	s.freedMu.Lock()
+	defer s.freedMu.Unlock()
+	return s.freed
 }
 
 // Run runs one pass (Once) or passes every Interval until ctx ends. With
@@ -204,15 +228,19 @@ func (r *userRun) walk(ctx context.Context, rel string) (bool, error) {
 		if e.Dir {
 			continue
 		}
+		r.s.filesWaiting.Add(1)
 		select {
 		case r.s.sem <- struct{}{}:
+			r.s.filesWaiting.Add(-1)
 		case <-ctx.Done():
+			r.s.filesWaiting.Add(-1)
 			wg.Wait()
 			return false, nil
 		}
 		wg.Go(func() {
-			defer func() { <-r.s.sem }()
-			if o := r.moveFile(ctx, joinRemote(rel, e.Name), e); o != moved && o != identical {
+			tk := &ticket{s: r.s, transfer: true}
+			defer tk.release()
+			if o := r.moveFile(ctx, joinRemote(rel, e.Name), e, tk); o != moved && o != identical {
 				kept.Add(1)
 			}
 		})
@@ -267,10 +295,47 @@ func (r *userRun) removeEmptyDir(ctx context.Context, rel string) bool {
 // being moved.
 var errChanged = errors.New("remote file changed while it was being moved")
 
+// ticket is one file's hold on the Syncer's limits: a transfer slot while
+// it downloads, then a finishing slot while its copy is fsynced, verified,
+// installed and the remote deleted. Handing over at the end of the
+// download lets the next file's download run during this one's fsync
+// (which waits for the disk) instead of after it; at most Concurrency
+// files download and at most Concurrency more finish.
+type ticket struct {
+	s                *Syncer
+	transfer, finish bool
+}
+
+// handOver trades the transfer slot for a finishing slot (waiting for
+// one, so downloads slow down when the disk falls behind).
+func (t *ticket) handOver(ctx context.Context) {
+	if t == nil || !t.transfer || t.finish {
+		return
+	}
+	select {
+	case t.s.fin <- struct{}{}:
+	case <-ctx.Done():
+		return // finish on the transfer slot
+	}
+	t.finish = true
+	t.s.releaseSlot()
+	t.transfer = false
+}
+
+func (t *ticket) release() {
+	if t.transfer {
+		t.s.releaseSlot()
+	}
+	if t.finish {
+		<-t.s.fin
+	}
+	t.transfer, t.finish = false, false
+}
+
 // moveFile moves one remote file (rel is relative to the source folder).
-func (r *userRun) moveFile(ctx context.Context, rel string, e Entry) outcome {
+func (r *userRun) moveFile(ctx context.Context, rel string, e Entry, tk *ticket) outcome {
 	log := r.log.With().Str("key", rel).Logger()
-	o, dest, n, dur, err := r.move(ctx, rel, e, log)
+	o, dest, n, dur, err := r.move(ctx, rel, e, tk, log)
 	if o == moved || o == identical {
 		r.streak.Store(0)
 	}
@@ -318,7 +383,7 @@ func mbps(n int64, d time.Duration) float64 {
 	return float64(n) / 1e6 / d.Seconds()
 }
 
-func (r *userRun) move(ctx context.Context, rel string, e Entry, log zerolog.Logger) (o outcome, dest string, n int64, dur time.Duration, err error) {
+func (r *userRun) move(ctx context.Context, rel string, e Entry, tk *ticket, log zerolog.Logger) (o outcome, dest string, n int64, dur time.Duration, err error) {
 	if err := library.CheckRel(rel); err != nil {
 		return failed, "", 0, 0, fmt.Errorf("remote name cannot be stored: %w", err)
 	}
@@ -356,12 +421,18 @@ func (r *userRun) move(ctx context.Context, rel string, e Entry, log zerolog.Log
 	}
 	r.sweep(filepath.Dir(local))
 	var t *staged
+	var v *verifier
 	start := time.Now()
 	err = r.retry(ctx, "download", remote, func(ctx context.Context) error {
 		var err error
-		t, err = r.download(ctx, remote, local, e)
+		t, v, err = r.download(ctx, remote, local, e)
 		return err
 	})
+	if err == nil {
+		defer t.abort()
+		tk.handOver(ctx)
+		err = r.seal(ctx, t, v, remote, e)
+	}
 	dur = time.Since(start)
 	if err != nil {
 		if errors.Is(err, errChanged) || errors.Is(err, ErrNotFound) {
@@ -369,7 +440,6 @@ func (r *userRun) move(ctx context.Context, rel string, e Entry, log zerolog.Log
 		}
 		return failed, "", 0, dur, err
 	}
-	defer t.abort()
 	n = t.Size()
 
 	// The copy is durable and verified; is it still what the server has?
@@ -388,7 +458,6 @@ func (r *userRun) move(ctx context.Context, rel string, e Entry, log zerolog.Log
 	if changed(e, now) {
 		return deferred, "", n, dur, fmt.Errorf("%w: listed %s, now %s", errChanged, describe(e), describe(now))
 	}
-
 	dest, same, err := r.install(t, local)
 	if err != nil {
 		return failed, dest, n, dur, err
@@ -423,17 +492,29 @@ func (r *userRun) deleteRemote(ctx context.Context, remote string, e Entry) erro
 	return nil
 }
 
-// download streams remote into a temp file beside local, then sets its
-// mode and mtime, fsyncs it, and verifies size and the server's checksums.
-func (r *userRun) download(ctx context.Context, remote, local string, e Entry) (*staged, error) {
+// download streams remote into a temp file beside local, hashing it with
+// every checksum the server offered. The caller seals it.
+func (r *userRun) download(ctx context.Context, remote, local string, e Entry) (*staged, *verifier, error) {
+	if ps := r.s.cfg.PartSize; ps > 0 && r.s.cfg.PartStreams > 1 && e.Size >= 2*ps {
+		t, err := stage(filepath.Dir(local))
+		if err != nil {
+			return nil, nil, err
+		}
+		v := newVerifier(e.Checksums)
+		if err := r.downloadRanged(ctx, remote, e, t, v); err != nil {
+			t.abort()
+			return nil, nil, err
+		}
+		return t, v, nil
+	}
 	body, err := r.dav.Open(ctx, remote, r.s.cfg.Timeout)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer body.Close()
 	t, err := stage(filepath.Dir(local))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ok := false
 	defer func() {
@@ -455,29 +536,35 @@ func (r *userRun) download(ctx context.Context, remote, local string, e Entry) (
 	n, err := io.CopyBuffer(w, body, *bp)
 	r.s.bufs.Put(bp)
 	if err != nil {
-		return nil, fmt.Errorf("download %s: %w (after %d bytes)", remote, err, n)
+		return nil, nil, fmt.Errorf("download %s: %w (after %d bytes)", remote, err, n)
 	}
+	ok = true
+	return t, v, nil
+}
+
+// seal sets the downloaded temp file's mode and mtime, fsyncs it, then
+// verifies its size and the server's checksums (computed while it was
+// written). A mismatch on a file that changed on the server meanwhile is
+// errChanged (left for the next pass), not a failure.
+func (r *userRun) seal(ctx context.Context, t *staged, v *verifier, remote string, e Entry) error {
 	if err := t.finish(r.s.cfg.FileMode, e.ModTime); err != nil {
-		return nil, err
+		return err
 	}
 	var bad error
-	if e.Size >= 0 && n != e.Size {
+	if n := t.Size(); e.Size >= 0 && n != e.Size {
 		bad = fmt.Errorf("%w: %s: got %d bytes, listed %d", library.ErrChecksum, remote, n, e.Size)
 	} else if err := v.check(); err != nil {
 		bad = fmt.Errorf("%w: %s: %v", library.ErrChecksum, remote, err)
 	}
-	if bad != nil {
-		// A file rewritten during the transfer is not an error: leave it
-		// for the next pass.
-		if now, serr := r.dav.Stat(ctx, remote); serr == nil && changed(e, now) {
-			return nil, fmt.Errorf("%w: listed %s, now %s", errChanged, describe(e), describe(now))
-		} else if errors.Is(serr, ErrNotFound) {
-			return nil, fmt.Errorf("%w: it vanished", errChanged)
-		}
-		return nil, bad
+	if bad == nil {
+		return nil
 	}
-	ok = true
-	return t, nil
+	if now, serr := r.dav.Stat(ctx, remote); serr == nil && changed(e, now) {
+		return fmt.Errorf("%w: listed %s, now %s", errChanged, describe(e), describe(now))
+	} else if errors.Is(serr, ErrNotFound) {
+		return fmt.Errorf("%w: it vanished", errChanged)
+	}
+	return bad
 }
 
 const writebackStep = 8 << 20
