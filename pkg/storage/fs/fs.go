@@ -298,7 +298,15 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	for dir != s.root && strings.HasPrefix(dir, s.root) && os.Remove(dir) == nil {
 		dir = filepath.Dir(dir)
 	}
-	return library.SyncDir(dir)
+	for {
+		err := library.SyncDir(dir)
+		if err == nil || !errors.Is(err, iofs.ErrNotExist) || dir == s.root || !strings.HasPrefix(dir, s.root) {
+			return err
+		}
+		// A concurrent Delete emptied and removed dir meanwhile; the
+		// removal is recorded in its parent.
+		dir = filepath.Dir(dir)
+	}
 }
 
 type ctxReader struct {

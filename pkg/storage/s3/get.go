@@ -25,14 +25,15 @@ import (
 // body breaks off (the SDK retries failed requests, not broken bodies).
 const bodyRetries = 3
 
-// Get streams key. Objects larger than one part are fetched as parallel
-// ranged GETs (at most Concurrency parts of PartSize buffered, pinned to the
-// first response's ETag) and delivered in order. At EOF the reader checks
+// Get streams key. Objects larger than one range (half a part, see
+// rangeSize) are fetched as parallel ranged GETs (at most the memory of
+// Concurrency parts buffered, pinned to the first response's ETag) and
+// delivered in order. At EOF the reader checks
 // the size and the SHA-256 from metadata (or, for objects written by other
 // tools, the full-object CRC32C when the server has one); a mismatch is an
 // error wrapping storage.ErrChecksum instead of io.EOF.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
-	rng := fmt.Sprintf("bytes=0-%d", s.part-1)
+	rng := fmt.Sprintf("bytes=0-%d", s.rng-1)
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key, Range: &rng})
 	if err != nil && httpStatus(err) == http.StatusRequestedRangeNotSatisfiable {
 		out, err = s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}) // empty object
@@ -64,8 +65,8 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, storage.Obj
 	g := &getReader{
 		s: s, key: key, etag: aws.ToString(out.ETag), total: total, v: v,
 		ctx: gctx, cancel: cancel,
-		ordered: make(chan *part, s.conc),
-		free:    make(chan []byte, s.conc),
+		ordered: make(chan *part, s.rconc),
+		free:    make(chan []byte, s.rconc),
 	}
 	go g.schedule(out.Body)
 	return g, obj, nil
@@ -186,10 +187,10 @@ type getReader struct {
 func (g *getReader) schedule(first io.ReadCloser) {
 	defer close(g.ordered)
 	allocated := 0
-	for off := int64(0); off < g.total; off += g.s.part {
+	for off := int64(0); off < g.total; off += g.s.rng {
 		var buf []byte
-		if allocated < g.s.conc {
-			buf = g.s.buffer()
+		if allocated < g.s.rconc {
+			buf = g.s.rangeBuffer()
 			allocated++
 		} else {
 			select {
@@ -201,7 +202,7 @@ func (g *getReader) schedule(first io.ReadCloser) {
 				return
 			}
 		}
-		p := &part{off: off, n: min(g.s.part, g.total-off), buf: buf, done: make(chan struct{})}
+		p := &part{off: off, n: min(g.s.rng, g.total-off), buf: buf, done: make(chan struct{})}
 		g.ordered <- p // never blocks: at most conc parts exist
 		body := io.ReadCloser(nil)
 		if off == 0 {
@@ -321,7 +322,7 @@ func (g *getReader) releaseAll() {
 	for {
 		select {
 		case b := <-g.free:
-			g.s.release(b)
+			g.s.releaseRange(b)
 		default:
 			return
 		}

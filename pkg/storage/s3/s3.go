@@ -4,8 +4,8 @@
 // Uploads stream through a bounded set of part buffers (multipart above one
 // part), hashing SHA-256 on the way and sending a full-object CRC32C
 // checksum; the SHA-256 is stored as user metadata "sha256". Downloads fetch
-// ranges in parallel into at most Concurrency part buffers and hand them to
-// the reader in order; the reader checks size, SHA-256 (and the full-object
+// ranges in parallel into at most Concurrency parts' worth of buffers (twice
+// as many ranges of half a part) and hand them to the reader in order; the reader checks size, SHA-256 (and the full-object
 // CRC32C when the server reports one) at EOF.
 package s3
 
@@ -79,6 +79,22 @@ type Store struct {
 	part   int64
 	conc   int
 	pool   sync.Pool // *[]byte of len part
+	// Downloads fetch ranges of rng bytes, rconc at once (see rangeSize).
+	rng   int64
+	rconc int
+	rpool sync.Pool // *[]byte of len rng
+}
+
+// rangeSize splits the download memory (part × conc) into twice as many
+// ranges of half a part: with the same buffers, the server answers twice
+// as many requests at once and the reader gets its first bytes sooner.
+// Measured with result-downloader on MinIO (2 CPUs, 1 GiB): 16 MiB × 4 ran
+// at about the AWS CLI's speed, 8 MiB × 8 about 20 % faster.
+func rangeSize(part int64, conc int) (int64, int) {
+	if part < 2<<20 {
+		return part, conc
+	}
+	return part / 2, conc * 2
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -145,7 +161,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			o.EndpointOptions.UseDualStackEndpoint = aws.DualStackEndpointStateEnabled
 		}
 	})
-	return &Store{client: client, bucket: cfg.Bucket, part: cfg.PartSize, conc: cfg.Concurrency}, nil
+	st := &Store{client: client, bucket: cfg.Bucket, part: cfg.PartSize, conc: cfg.Concurrency}
+	st.rng, st.rconc = rangeSize(cfg.PartSize, cfg.Concurrency)
+	return st, nil
 }
 
 // Client exposes the SDK client (for tests and tools).
@@ -250,6 +268,22 @@ func (s *Store) buffer() []byte {
 		return (*b)[:s.part]
 	}
 	return make([]byte, s.part)
+}
+
+// rangeBuffer returns a download-range-sized buffer from its pool.
+func (s *Store) rangeBuffer() []byte {
+	if b, ok := s.rpool.Get().(*[]byte); ok {
+		return (*b)[:s.rng]
+	}
+	return make([]byte, s.rng)
+}
+
+// releaseRange returns a buffer obtained from rangeBuffer.
+func (s *Store) releaseRange(b []byte) {
+	if int64(cap(b)) == s.rng {
+		b = b[:s.rng]
+		s.rpool.Put(&b)
+	}
 }
 
 // release returns a buffer obtained from buffer; smaller buffers are dropped.

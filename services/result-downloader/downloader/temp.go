@@ -29,7 +29,9 @@ const tempPrefix = library.TempPrefix + "dl-"
 type temp struct {
 	f       *os.File
 	n       int64
-	flushed int64 // bytes handed to writeback (startWriteback)
+	flushed int64         // bytes handed to writeback
+	wb      chan [2]int64 // ranges for the writeback goroutine
+	wbDone  chan struct{} // closed when it has stopped
 	done    bool
 }
 
@@ -74,13 +76,43 @@ func (t *temp) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("write %s: %w", t.f.Name(), err)
 	}
 	if t.n-t.flushed >= writebackChunk {
-		startWriteback(t.f, t.flushed, t.n-t.flushed)
+		t.writeback(t.flushed, t.n-t.flushed)
 		t.flushed = t.n
 	}
 	return n, nil
 }
 
+// writeback hands a range to a goroutine that starts its writeback: the
+// block allocation and I/O submission that costs then run beside the next
+// writes instead of before them. When it falls behind, ranges are dropped;
+// the fsync writes them.
+func (t *temp) writeback(off, n int64) {
+	if t.wb == nil {
+		t.wb, t.wbDone = make(chan [2]int64, 16), make(chan struct{})
+		go func(f *os.File, wb <-chan [2]int64, done chan<- struct{}) {
+			defer close(done)
+			for r := range wb {
+				startWriteback(f, r[0], r[1])
+			}
+		}(t.f, t.wb, t.wbDone)
+	}
+	select {
+	case t.wb <- [2]int64{off, n}:
+	default:
+	}
+}
+
+// stopWriteback waits for the writeback goroutine (before fsync or close).
+func (t *temp) stopWriteback() {
+	if t.wb != nil {
+		close(t.wb)
+		<-t.wbDone
+		t.wb = nil
+	}
+}
+
 func (t *temp) sync() error {
+	t.stopWriteback()
 	if err := t.f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", t.f.Name(), err)
 	}
@@ -122,6 +154,7 @@ func (t *temp) abort() {
 		return
 	}
 	t.done = true
+	t.stopWriteback()
 	os.Remove(t.f.Name())
 	t.f.Close()
 }
