@@ -25,12 +25,11 @@ type corpus struct {
 // base is a short clip from ffmpeg's lavfi sources, with strong temporal
 // noise so that the encoders really spend the bitrate asked for.
 type base struct {
-	name    string
-	hevc    bool
-	secs    int
-	kbps    int
-	w, h    int
-	content string
+	name string
+	hevc bool
+	secs int
+	kbps int
+	w, h int
 }
 
 func (b base) args(out string) []string {
