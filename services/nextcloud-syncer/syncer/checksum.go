@@ -51,10 +51,6 @@ func newHash(alg string) hash.Hash {
 	return nil
 }
 
-// strong reports whether a checksum identifies content well enough to call
-// two files identical without comparing them byte for byte.
-func strong(alg string) bool { return alg == "SHA256" || alg == "SHA1" || alg == "MD5" }
-
 // matches compares a computed digest with the server's value. ADLER32 is
 // sent as hex without leading zeros by some clients, so it compares as a
 // number.
@@ -104,15 +100,6 @@ func (v *verifier) check() error {
 		}
 	}
 	return nil
-}
-
-// verified lists the algorithms checked.
-func (v *verifier) verified() string {
-	algs := make([]string, len(v.sums))
-	for i, c := range v.sums {
-		algs[i] = c.Alg
-	}
-	return strings.Join(algs, ",")
 }
 
 // bestStrong picks the strongest supported checksum the server offered.
