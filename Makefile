@@ -22,7 +22,7 @@ run:
 	@scripts/deps.sh ffmpeg
 	INPUT="$(INPUT)" $(GO) run ./deployments/local
 
-test: vet
+test: vet lint
 	@scripts/deps.sh test
 	@set -e; for m in $(MODULES); do echo "== $${m#$(CURDIR)/}"; (cd $$m && $(GO) test -count=1 -timeout 20m ./...); done
 	@echo "== deployment checks"; $(MAKE) --no-print-directory deploy-test
@@ -30,6 +30,11 @@ test: vet
 vet:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# staticcheck, pinned, fetched from the module proxy on first use.
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) run $(STATICCHECK) ./...); done
 
 build:
 	@mkdir -p bin
