@@ -35,8 +35,8 @@ func (c *Store) Bind(s *config.Set) {
 	s.String(&c.Region, "AWS_REGION", "", "AWS region (else from the AWS config chain)")
 	s.Bool(&c.PathStyle, "S3_PATH_STYLE", false, "path-style addressing (MinIO)")
 	s.Bool(&c.DualStack, "S3_DUALSTACK", false, "use the dual-stack (IPv6) S3 endpoint")
-	s.Int64(&c.PartSize, "S3_PART_SIZE", 16<<20, "multipart part size for uploads and ranged downloads (e.g. 16MiB)")
-	s.Int(&c.Concurrency, "S3_CONCURRENCY", 4, "parallel parts per transfer")
+	s.Int64(&c.PartSize, "S3_PART_SIZE", 16<<20, "multipart part size for uploads; downloads fetch ranges of half of it (e.g. 16MiB)")
+	s.Int(&c.Concurrency, "S3_CONCURRENCY", 4, "parallel parts per upload (downloads keep twice as many half-size ranges in flight)")
 	s.Check(c.validate)
 }
 

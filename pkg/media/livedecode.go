@@ -16,6 +16,9 @@ import (
 // Decoded is what EncodeAndDecode's decoder saw of the encoder's video.
 type Decoded struct {
 	Frames int64 // video frames decoded without an error
+	// Tail is how long the decode ran on after the encode had finished:
+	// the part of it that found no idle CPU during the encode.
+	Tail time.Duration
 }
 
 // EncodeAndDecode encodes like Encode and, while x265 works, decodes the
@@ -79,8 +82,10 @@ func EncodeAndDecode(ctx context.Context, input, output string, plan Plan, onPro
 	if encErr != nil {
 		cancelDecode()
 	}
+	encodedAt := time.Now()
 	d.Frames = <-frames
 	werr := dec.Wait()
+	d.Tail = time.Since(encodedAt)
 	if encErr != nil {
 		return d, encErr
 	}

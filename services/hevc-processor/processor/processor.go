@@ -194,6 +194,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		}
 		return res, fmt.Errorf("encode %s: %w", job.Key, redact(err, in))
 	}
+	log.Info().Int64("frames", decoded.Frames).Dur("decode_tail", decoded.Tail).Msg("encoded; video decoded during the encode")
 	st, err := os.Stat(out)
 	if err != nil {
 		return res, fmt.Errorf("stat output of %s: %w", job.Key, err)
@@ -212,7 +213,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 
 	md := map[string]string{
 		storage.MetaSourceSize: strconv.FormatInt(src.Size, 10),
-		"duration":             strconv.FormatFloat(info.Duration, 'f', 3, 64),
+		storage.MetaDuration:   strconv.FormatFloat(info.Duration, 'f', 3, 64),
 	}
 	if src.SHA256 != "" {
 		md[storage.MetaSourceSHA] = src.SHA256
