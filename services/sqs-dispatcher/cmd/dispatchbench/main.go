@@ -162,6 +162,10 @@ func benchCase(ctx context.Context, env *awstest.Env, n int, keepRunning bool) (
 	elapsed := time.Since(start)
 	cancel()
 	<-done
+	// The dispatcher's last long poll may still be open on the server,
+	// which would hand the next case's first messages to a connection
+	// nobody reads (they come back only after the visibility timeout).
+	time.Sleep(2 * d.Cfg.Wait)
 	if got := len(srv.Tasks()); got != n {
 		return 0, "", fmt.Errorf("%d tasks for %d events", got, n)
 	}
