@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+	"github.com/hevc-encoder/hevc-encoder/pkg/procstat"
 )
 
 // SeedCommand is the seed's exact encode, the anchor of issue 8.
@@ -218,7 +219,7 @@ func (h *harness) emitEfficiency(c Clip, seed, ours Encoded) error {
 			Notes: fmt.Sprintf("%.3f dB vs %.3f dB", ours.SSIMdB, seed.SSIMdB)},
 		{Case: "encode " + c.Name + ": PSNR", Ours: ours.PSNR, Anchor: seed.PSNR, Unit: "dB", Ratio: ours.PSNR / seed.PSNR, Target: Info},
 		{Case: "encode " + c.Name + ": encode speed", Ours: ours.FPS, Anchor: seed.FPS, Unit: "fps", Ratio: ours.FPS / seed.FPS, Target: Info,
-			Notes: fmt.Sprintf("x265 params ours: %s; seed: x265 defaults; load %.1f", ours.Args, loadAvg())},
+			Notes: fmt.Sprintf("x265 params ours: %s; seed: x265 defaults; load %.1f", ours.Args, procstat.LoadAvg())},
 	}
 	for _, r := range rows {
 		r.Issue, r.AnchorName = 8, "seed's ffmpeg command"

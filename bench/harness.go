@@ -21,6 +21,7 @@ import (
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+	"github.com/hevc-encoder/hevc-encoder/pkg/procstat"
 )
 
 type mode string
@@ -135,7 +136,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}()
 
 	started := time.Now()
-	loadBefore := loadAvg()
+	loadBefore := procstat.LoadAvg()
 	h.logf("bench: %s mode, %d CPUs (cgroup-aware), load %.1f; clips cached in %s", h.mode, media.CPUs(), loadBefore, h.cache)
 	if h.external, err = DiscoverExternal(ctx, h.root); err != nil {
 		h.problems = append(h.problems, "discovering other benchmarks: "+err.Error())
@@ -191,7 +192,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		"cpus":         media.CPUs(),
 		"num_cpu":      runtime.NumCPU(),
 		"load_before":  loadBefore,
-		"load_after":   loadAvg(),
+		"load_after":   procstat.LoadAvg(),
 		"ffmpeg":       toolVersion("ffmpeg"),
 		"x265_threads": x265Threads(),
 		"go":           runtime.Version(),

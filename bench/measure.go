@@ -1,17 +1,17 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/procstat"
 )
 
 // Quality is an encode compared with its source.
@@ -86,7 +86,7 @@ func watchHWM(pid int) *hwmWatcher {
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if v := readHWM(pid); v > 0 {
+			if v := procstat.PeakRSSKiB(pid); v > 0 {
 				w.mu.Lock()
 				w.kib = max(w.kib, v)
 				w.mu.Unlock()
@@ -108,37 +108,6 @@ func (w *hwmWatcher) peakMiB() float64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return float64(w.kib) / 1024
-}
-
-func readHWM(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// loadAvg is the 1-minute load average (other work on the machine skews
-// wall times; it is recorded next to them).
-func loadAvg() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
 }
 
 // killGroup ends a command started with Setpgid and everything it started.

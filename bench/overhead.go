@@ -15,6 +15,7 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/events"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
+	"github.com/hevc-encoder/hevc-encoder/pkg/procstat"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 	sqsqueue "github.com/hevc-encoder/hevc-encoder/pkg/queue/sqs"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
@@ -142,7 +143,7 @@ func (h *harness) runOverhead(ctx context.Context) error {
 		"decoded as it is encoded at SCHED_IDLE priority (run after the encode, that decode takes %.1f s on this output), "+
 		"then probe + a read of every packet overlapped with the upload, DELETE TODO/, delete message; "+
 		"output %d bytes (bare %d); MinIO + SQS server used %.1f CPU s per run on the same CPUs; load %.1f",
-		c.Title, c.Secs, len(bare), joinF(bare), joinF(walls(ours)), threads, decode, lastOut(ours), bareSize, serverCPU(ours), loadAvg())
+		c.Title, c.Secs, len(bare), joinF(bare), joinF(walls(ours)), threads, decode, lastOut(ours), bareSize, serverCPU(ours), procstat.LoadAvg())
 	rows := []Result{{
 		Case: fmt.Sprintf("processor overhead: %s %gs, MinIO TODO/ → DONE/ vs bare ffmpeg on a local file", c.Title, c.Secs),
 		Ours: round(mo, 2), Anchor: round(mb, 2), Unit: "s", AnchorName: "ffmpeg (seed command, local disk)",

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/procstat"
 )
 
 type sample struct {
@@ -26,7 +25,7 @@ type sample struct {
 func measure(cmd *exec.Cmd) (sample, string, error) {
 	var out tail
 	cmd.Stdout, cmd.Stderr = &out, &out
-	s := sample{load: loadAvg()}
+	s := sample{load: procstat.LoadAvg()}
 	syscall.Sync() // the previous run's writes must not be flushed during this one
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -40,7 +39,7 @@ func measure(cmd *exec.Cmd) (sample, string, error) {
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if v := readHWM(cmd.Process.Pid); v > peak.Load() {
+			if v := procstat.PeakRSSKiB(cmd.Process.Pid); v > peak.Load() {
 				peak.Store(v)
 			}
 			select {
@@ -65,36 +64,6 @@ func measure(cmd *exec.Cmd) (sample, string, error) {
 		return s, out.String(), fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, out.String())
 	}
 	return s, out.String(), nil
-}
-
-// readHWM is the process's peak resident set size in KiB (0 once gone).
-func readHWM(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-func loadAvg() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
 }
 
 // tail keeps the last 4 KiB written to it.

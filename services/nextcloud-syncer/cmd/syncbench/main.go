@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/procstat"
 	"github.com/hevc-encoder/hevc-encoder/services/nextcloud-syncer/internal/davtest"
 	"github.com/hevc-encoder/hevc-encoder/services/nextcloud-syncer/syncer"
 	"golang.org/x/sys/unix"
@@ -394,20 +395,7 @@ func syncfs(dir string) (float64, error) {
 }
 
 // vmHWM is /proc/<pid>/status VmHWM in MiB (0 once the process is gone).
-func vmHWM(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kb float64
-			fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+func vmHWM(pid int) float64 { return float64(procstat.PeakRSSKiB(pid)) / 1024 }
 
 func tail(s string) string {
 	if len(s) > 4000 {
