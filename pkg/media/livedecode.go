@@ -3,7 +3,6 @@ package media
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -89,19 +88,10 @@ func EncodeAndDecode(ctx context.Context, input, output string, plan Plan, onPro
 	if encErr != nil {
 		return d, encErr
 	}
-	msg := oneLine(decErr.String())
-	switch {
-	case ctx.Err() != nil:
-		return d, fmt.Errorf("decode %s: %w", output, ctx.Err())
-	case errors.Is(werr, exec.ErrNotFound):
-		return d, fmt.Errorf("decode %s: %w", output, werr)
-	case werr != nil && environmental(msg):
-		return d, fmt.Errorf("decode %s: %w: %s", output, werr, msg)
-	case werr != nil:
-		return d, fmt.Errorf("%w: the video of %s does not decode: %v: %s", ErrVerify, output, werr, msg)
-	case msg != "":
-		return d, fmt.Errorf("%w: the video of %s decodes with errors: %s", ErrVerify, output, msg)
-	case d.Frames <= 0:
+	if err := checkVerdict(ctx, "the video of "+output, "decode", werr, oneLine(decErr.String())); err != nil {
+		return d, err
+	}
+	if d.Frames <= 0 {
 		return d, fmt.Errorf("%w: the video of %s decodes to no frames", ErrVerify, output)
 	}
 	return d, nil
@@ -129,18 +119,10 @@ func VerifyDecoded(ctx context.Context, in Info, output string, d Decoded) (Info
 		return out, fmt.Errorf("verify %s: %w", output, err)
 	}
 	packets := lastFrame(stdout)
-	err = cmd.Wait()
-	msg := oneLine(stderr.String())
-	switch {
-	case ctx.Err() != nil:
-		return out, fmt.Errorf("verify %s: %w", output, ctx.Err())
-	case err != nil && environmental(msg):
-		return out, fmt.Errorf("verify %s: read: %w: %s", output, err, msg)
-	case err != nil:
-		return out, fmt.Errorf("%w: %s does not read back: %v: %s", ErrVerify, output, err, msg)
-	case msg != "":
-		return out, fmt.Errorf("%w: %s reads back with errors: %s", ErrVerify, output, msg)
-	case packets != d.Frames:
+	if err := checkVerdict(ctx, output, "read back", cmd.Wait(), oneLine(stderr.String())); err != nil {
+		return out, err
+	}
+	if packets != d.Frames {
 		return out, fmt.Errorf("%w: %s holds %d video packets, the encoder's stream decoded to %d frames", ErrVerify, output, packets, d.Frames)
 	}
 	return out, nil

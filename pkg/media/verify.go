@@ -84,18 +84,26 @@ func Decode(ctx context.Context, output string) error {
 		"-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-f", "null", "-")
 	cmd.Stderr = stderr
 	err := cmd.Run()
-	msg := oneLine(stderr.String())
+	return checkVerdict(ctx, output, "decode", err, oneLine(stderr.String()))
+}
+
+// checkVerdict classifies how an ffmpeg that checked what (a file name, or
+// e.g. "the video of X") ended, doing verb ("decode", "read back"): a
+// cancelled ctx, a missing ffmpeg and trouble with the surroundings are
+// errors of their own; a failure or any error message counts against the
+// file and wraps ErrVerify.
+func checkVerdict(ctx context.Context, what, verb string, err error, msg string) error {
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Errorf("verify %s: %w", output, ctx.Err())
+		return fmt.Errorf("verify %s: %w", what, ctx.Err())
 	case errors.Is(err, exec.ErrNotFound):
-		return fmt.Errorf("verify %s: %w", output, err)
+		return fmt.Errorf("verify %s: %w", what, err)
 	case err != nil && environmental(msg):
-		return fmt.Errorf("verify %s: decode: %w: %s", output, err, msg)
+		return fmt.Errorf("verify %s: %s: %w: %s", what, verb, err, msg)
 	case err != nil:
-		return fmt.Errorf("%w: %s does not decode: %v: %s", ErrVerify, output, err, msg)
+		return fmt.Errorf("%w: %s does not %s: %v: %s", ErrVerify, what, verb, err, msg)
 	case msg != "":
-		return fmt.Errorf("%w: %s decodes with errors: %s", ErrVerify, output, msg)
+		return fmt.Errorf("%w: %s: %s with errors: %s", ErrVerify, what, verb, msg)
 	}
 	return nil
 }
