@@ -132,6 +132,7 @@ type Server struct {
 	byArn     map[string]*task
 	tokens    map[string][]*task
 	calls     map[string]int
+	invoked   map[string]map[string]bool // op → SDK invocation IDs seen
 	failRules []*failRule
 	throttles []*throttleRule
 	active    int
@@ -183,7 +184,7 @@ func New(opts Options) (*Server, error) {
 	if len(opts.Entrypoint)+len(opts.Command) == 0 && opts.Func == nil {
 		return nil, errors.New("ecstest: Options need an Entrypoint, a Command or a Func")
 	}
-	s := &Server{opts: opts, byArn: map[string]*task{}, tokens: map[string][]*task{}, calls: map[string]int{}}
+	s := &Server{opts: opts, byArn: map[string]*task{}, tokens: map[string][]*task{}, calls: map[string]int{}, invoked: map[string]map[string]bool{}}
 	if s.opts.LogDir == "" {
 		d, err := os.MkdirTemp("", "ecstest-*")
 		if err != nil {
@@ -278,6 +279,15 @@ func (s *Server) Calls(op string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[op]
+}
+
+// Invocations is the number of API calls made for op: requests that the
+// SDK retried (same amz-sdk-invocation-id, e.g. after a dropped
+// keep-alive connection) count once, unlike in Calls.
+func (s *Server) Invocations(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.invoked[op])
 }
 
 // MaxActive is the largest number of tasks that were not STOPPED at the
@@ -456,6 +466,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.calls[op]++
+	if s.invoked[op] == nil {
+		s.invoked[op] = map[string]bool{}
+	}
+	id := r.Header.Get("Amz-Sdk-Invocation-Id")
+	if id == "" {
+		id = fmt.Sprintf("call-%d", s.calls[op]) // not the SDK: every request counts
+	}
+	s.invoked[op][id] = true
 	throttled := false
 	for _, th := range s.throttles {
 		if th.left > 0 && (th.op == "" || th.op == op) {

@@ -278,6 +278,8 @@ func TestOverridesTooLong(t *testing.T) {
 
 func TestInFlightPaginatesAndCountsForeignTasks(t *testing.T) {
 	srv, l := setup(t, ecstest.Options{}, nil)
+	// Counted as API calls: an SDK retry of a dropped connection is not a
+	// second page.
 	ctx := context.Background()
 	const n = 230
 	for i := 0; i < n; i++ {
@@ -301,7 +303,7 @@ func TestInFlightPaginatesAndCountsForeignTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lists, describes := srv.Calls("ListTasks"), srv.Calls("DescribeTasks")
+	lists, describes := srv.Invocations("ListTasks"), srv.Invocations("DescribeTasks")
 	in, err := l.InFlight(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -323,15 +325,15 @@ func TestInFlightPaginatesAndCountsForeignTasks(t *testing.T) {
 	if foreign != 1 {
 		t.Errorf("tasks without a key: %d, want 1", foreign)
 	}
-	if got := srv.Calls("ListTasks") - lists; got != 3 {
+	if got := srv.Invocations("ListTasks") - lists; got != 3 {
 		t.Errorf("ListTasks pages: %d, want 3 for %d tasks", got, n+1)
 	}
-	if got := srv.Calls("DescribeTasks") - describes; got != 1 {
+	if got := srv.Invocations("DescribeTasks") - describes; got != 1 {
 		t.Errorf("DescribeTasks calls: %d, want 1 (only the task whose key this launcher does not know)", got)
 	}
-	describes = srv.Calls("DescribeTasks")
-	if in, err := l.InFlight(ctx); err != nil || len(in) != n+1 || srv.Calls("DescribeTasks") != describes {
-		t.Errorf("steady state: %d in flight, %v, %d DescribeTasks calls (want none)", len(in), err, srv.Calls("DescribeTasks")-describes)
+	describes = srv.Invocations("DescribeTasks")
+	if in, err := l.InFlight(ctx); err != nil || len(in) != n+1 || srv.Invocations("DescribeTasks") != describes {
+		t.Errorf("steady state: %d in flight, %v, %d DescribeTasks calls (want none)", len(in), err, srv.Invocations("DescribeTasks")-describes)
 	}
 
 	// A launcher that knows no task (a restarted dispatcher) reads every
@@ -341,7 +343,7 @@ func TestInFlightPaginatesAndCountsForeignTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	describes = srv.Calls("DescribeTasks")
+	describes = srv.Invocations("DescribeTasks")
 	in2, err := fresh.InFlight(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -349,7 +351,7 @@ func TestInFlightPaginatesAndCountsForeignTasks(t *testing.T) {
 	if len(in2) != n+1 || !in2["TODO/clip 123.mp4"] {
 		t.Errorf("fresh launcher: %d in flight", len(in2))
 	}
-	if got := srv.Calls("DescribeTasks") - describes; got != 3 {
+	if got := srv.Invocations("DescribeTasks") - describes; got != 3 {
 		t.Errorf("fresh launcher: DescribeTasks calls %d, want 3 (100 per call)", got)
 	}
 	// Tasks (status) describes everything, with details.
