@@ -11,6 +11,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// Milliseconds: a job's steps (probe, verify, upload) take fractions of a
+// second, and whole-second stamps hide where the time goes.
+func init() { zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" }
+
 // New returns the service's root logger.
 func New(service string) zerolog.Logger {
 	return NewTo(os.Stderr, service, os.Getenv("LOG_LEVEL"), os.Getenv("LOG_FORMAT"))

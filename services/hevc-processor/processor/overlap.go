@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 )
@@ -29,6 +31,7 @@ func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, decode
 	if err != nil {
 		return fmt.Errorf("hash output: %w", err)
 	}
+	zerolog.Ctx(ctx).Debug().Msg("output hashed")
 	f, err := os.Open(out)
 	if err != nil {
 		return fmt.Errorf("open output: %w", err)
@@ -45,7 +48,9 @@ func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, decode
 		if _, err := media.VerifyDecoded(vctx, info, out, decoded); err != nil {
 			v.err = err
 			cancelUpload(err) // stop sending parts nobody will commit
+			return
 		}
+		zerolog.Ctx(ctx).Debug().Msg("output verified")
 	}()
 
 	_, uerr := p.Store.Put(uctx, key, &gatedReader{r: f, v: v}, storage.PutOptions{Size: size, SHA256: sum, Metadata: md})

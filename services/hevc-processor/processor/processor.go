@@ -146,6 +146,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	if err != nil {
 		return Result{}, fmt.Errorf("head %s: %w", job.Key, err)
 	}
+	log.Debug().Int64("in_bytes", src.Size).Msg("head")
 	res := Result{InSize: src.Size}
 	if src.Size == 0 {
 		return res, permanent{fmt.Errorf("%s is empty (0 bytes)", rel)}
@@ -171,6 +172,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		return res, fmt.Errorf("probe %s: %w", job.Key, redact(err, in))
 	}
 	info.Path = rel // messages name the file, never a presigned URL
+	log.Debug().Msg("probed input")
 	if info.IsHEVC() {
 		log.Info().Msg("already HEVC; not re-encoding")
 		res.Outcome = AlreadyHEVC
@@ -224,12 +226,13 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	// Verification and upload overlap; DONE/ is committed only once the
 	// output is verified (overlap.go).
 	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("verifying and uploading result")
-	if err := p.verifyAndUpload(ctx, info, decoded, out, doneKey, res.OutSize, md); err != nil {
+	if err := p.verifyAndUpload(log.WithContext(ctx), info, decoded, out, doneKey, res.OutSize, md); err != nil {
 		if errors.Is(err, media.ErrVerify) {
 			return res, verifyFailure(rel, job.Key, err)
 		}
 		return res, fmt.Errorf("upload %s: %w", doneKey, err)
 	}
+	log.Debug().Msg("verified and uploaded")
 	// Only now, with the verified result durable, is the work object removed.
 	if err := p.Store.Delete(ctx, job.Key); err != nil {
 		return res, fmt.Errorf("delete %s after upload: %w", job.Key, err)
