@@ -24,13 +24,12 @@ import (
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/awsconf"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
 )
 
@@ -204,21 +203,7 @@ func New(ctx context.Context, cfg Config) (*Launcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ecs launcher: %w", err)
 	}
-	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = cfg.MaxAttempts
-				o.MaxBackoff = cfg.MaxBackoff
-			})
-		}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if cfg.HTTPClient != nil {
-		opts = append(opts, awsconfig.WithHTTPClient(cfg.HTTPClient))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Region: cfg.Region, MaxAttempts: cfg.MaxAttempts, MaxBackoff: cfg.MaxBackoff, HTTPClient: cfg.HTTPClient})
 	if err != nil {
 		return nil, fmt.Errorf("ecs launcher: load AWS config: %w", err)
 	}

@@ -14,17 +14,16 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/awsconf"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 )
 
 const (
 	// DefaultMaxAttempts is the SDK retryer's attempts per request.
-	DefaultMaxAttempts = 5
+	DefaultMaxAttempts = awsconf.DefaultMaxAttempts
 	maxBatch           = 10
 	maxBatchBytes      = 256 << 10 // SendMessageBatch payload limit (classic)
 	maxWait            = 20 * time.Second
@@ -93,27 +92,7 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 
 // NewClient builds the SDK client that New uses.
 func NewClient(ctx context.Context, cfg Config) (*sqs.Client, error) {
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = retry.DefaultMaxBackoff
-	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = cfg.MaxAttempts
-				o.MaxBackoff = cfg.MaxBackoff
-			})
-		}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
-	}
-	if cfg.HTTPClient != nil {
-		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Region: cfg.Region, MaxAttempts: cfg.MaxAttempts, MaxBackoff: cfg.MaxBackoff, HTTPClient: cfg.HTTPClient})
 	if err != nil {
 		return nil, fmt.Errorf("sqs queue: load AWS config: %w", err)
 	}

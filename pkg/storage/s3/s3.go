@@ -20,13 +20,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/awsconf"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 )
 
@@ -36,7 +35,7 @@ const (
 	// DefaultConcurrency is the number of parts in flight per Put or Get.
 	DefaultConcurrency = 4
 	// DefaultMaxAttempts is the SDK retryer's attempts per request.
-	DefaultMaxAttempts = 5
+	DefaultMaxAttempts = awsconf.DefaultMaxAttempts
 
 	minPartSize   = 5 << 20 // S3's minimum for every part but the last
 	maxParts      = 10000
@@ -110,36 +109,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = retry.DefaultMaxBackoff
-	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = cfg.MaxAttempts
-				o.MaxBackoff = cfg.MaxBackoff
-			})
-		}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
-	}
-	if cfg.HTTPClient != nil {
-		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
-	} else {
+	httpClient := cfg.HTTPClient
+	if httpClient == nil {
 		conns := cfg.Concurrency * 4
 		if conns < 32 {
 			conns = 32
 		}
-		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConns = conns
 			t.MaxIdleConnsPerHost = conns
-		})))
+		})
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Region: cfg.Region, MaxAttempts: cfg.MaxAttempts, MaxBackoff: cfg.MaxBackoff, HTTPClient: httpClient})
 	if err != nil {
 		return nil, fmt.Errorf("s3 store: load AWS config: %w", err)
 	}
