@@ -5,38 +5,20 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/benchline"
 )
 
-// Result is one benchmark line, in the JSON-lines format every benchmark
-// of the repository appends to $BENCH_OUT (HELPERS.md):
-//
-//	{"issue":N,"case":"...","ours":X,"anchor":Y,"unit":"s","anchor_name":"ffmpeg",
-//	 "ratio":R,"target":"<=1.03","pass":true,"notes":"..."}
-//
-// Target "info" marks a row that is reported, not judged. Source and
-// Detail are this harness's additions (other benchmarks' lines keep
-// whatever extra fields they carry in results.json).
-type Result struct {
-	Issue      int            `json:"issue"`
-	Case       string         `json:"case"`
-	Ours       float64        `json:"ours"`
-	Anchor     float64        `json:"anchor"`
-	Unit       string         `json:"unit"`
-	AnchorName string         `json:"anchor_name"`
-	Ratio      float64        `json:"ratio"`
-	Target     string         `json:"target"`
-	Pass       bool           `json:"pass"`
-	Notes      string         `json:"notes"`
-	Source     string         `json:"source,omitempty"`
-	Detail     map[string]any `json:"detail,omitempty"`
-}
+// Result is one benchmark line (pkg/benchline). Source and Detail are
+// this harness's additions; other benchmarks' lines keep whatever extra
+// fields they carry in results.json.
+type Result = benchline.Line
 
 // Info is the Target of rows that are reported, not judged.
-const Info = "info"
+const Info = benchline.Info
 
 // sink collects results: each line is printed, appended to $BENCH_OUT (when
 // set) and kept, raw, for results.json.
@@ -55,28 +37,16 @@ func (s *sink) emit(r Result) error {
 	if r.Target == Info {
 		r.Pass = true // reported, not judged: nothing failed
 	}
-	b, err := json.Marshal(r)
+	b, err := benchline.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encode result %q: %w", r.Case, err)
+		return err
 	}
 	s.add(b, r)
-	if s.out != nil {
-		fmt.Fprintln(s.out, string(b))
+	out := s.out
+	if out == nil {
+		out = io.Discard
 	}
-	if s.file != "" {
-		f, err := os.OpenFile(s.file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return fmt.Errorf("BENCH_OUT %s: %w", s.file, err)
-		}
-		_, werr := f.Write(append(b, '\n'))
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return fmt.Errorf("BENCH_OUT %s: %w", s.file, werr)
-		}
-	}
-	return nil
+	return benchline.WriteTo(out, s.file, r)
 }
 
 // add keeps a raw line (from us or from another benchmark).

@@ -23,7 +23,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/benchline"
 	"github.com/hevc-encoder/hevc-encoder/pkg/procstat"
 	"github.com/hevc-encoder/hevc-encoder/services/nextcloud-syncer/internal/davtest"
 	"github.com/hevc-encoder/hevc-encoder/services/nextcloud-syncer/syncer"
@@ -144,7 +144,7 @@ func run() error {
 	ver, _ := exec.Command(rclone, "version").Output()
 	fmt.Printf("server: golang.org/x/net/webdav at %s (SHA1 oc:checksums)\nrclone: %s\n", srv.URL, strings.SplitN(string(ver), "\n", 2)[0])
 
-	var lines []map[string]any
+	var lines []benchline.Line
 	for _, c := range cases {
 		var ours, theirs []result
 		for i := 0; i < *repeat; i++ {
@@ -212,10 +212,10 @@ func run() error {
 		ratio := oMB / tMB
 		notes := fmt.Sprintf("median of %d; files/s ours %.1f rclone %.1f; %.1f MB moved; ours fsyncs every file and directory, rclone does not",
 			len(ours), float64(c.files)/o.seconds, float64(c.files)/t.seconds, mb(c))
-		lines = append(lines, map[string]any{
-			"issue": 4, "case": c.name, "ours": round(oMB), "anchor": round(tMB), "unit": "MB/s",
-			"anchor_name": "rclone", "ratio": round(ratio), "target": fmt.Sprintf(">=%.1f", c.target),
-			"pass": ratio >= c.target, "notes": notes,
+		lines = append(lines, benchline.Line{
+			Issue: 4, Case: c.name, Ours: round(oMB), Anchor: round(tMB), Unit: "MB/s",
+			AnchorName: "rclone", Ratio: round(ratio), Target: fmt.Sprintf(">=%.1f", c.target),
+			Pass: ratio >= c.target, Notes: notes,
 		})
 		durable := make([]result, len(theirs))
 		for i, r := range theirs {
@@ -223,35 +223,21 @@ func run() error {
 		}
 		td := median(durable)
 		dMB := mb(c) / td.seconds
-		lines = append(lines, map[string]any{
-			"issue": 4, "case": c.name + " (durable)", "ours": round(oMB), "anchor": round(dMB), "unit": "MB/s",
-			"anchor_name": "rclone+sync", "ratio": round(oMB / dMB), "target": fmt.Sprintf(">=%.1f", c.target),
-			"pass":  oMB/dMB >= c.target,
-			"notes": fmt.Sprintf("like for like: rclone's time includes syncfs of the library afterwards; median of %d", len(durable)),
+		lines = append(lines, benchline.Line{
+			Issue: 4, Case: c.name + " (durable)", Ours: round(oMB), Anchor: round(dMB), Unit: "MB/s",
+			AnchorName: "rclone+sync", Ratio: round(oMB / dMB), Target: fmt.Sprintf(">=%.1f", c.target),
+			Pass:  oMB/dMB >= c.target,
+			Notes: fmt.Sprintf("like for like: rclone's time includes syncfs of the library afterwards; median of %d", len(durable)),
 		})
 		oRSS, tRSS := maxRSS(ours), maxRSS(theirs)
-		lines = append(lines, map[string]any{
-			"issue": 4, "case": c.name + ": peak RSS", "ours": round(oRSS), "anchor": round(tRSS), "unit": "MiB",
-			"anchor_name": "rclone", "ratio": round(oRSS / tRSS), "target": "ours<64MiB",
-			"pass": oRSS < 64, "notes": "max over runs of the process's peak resident set (VmHWM, polled every 5 ms)",
+		lines = append(lines, benchline.Line{
+			Issue: 4, Case: c.name + ": peak RSS", Ours: round(oRSS), Anchor: round(tRSS), Unit: "MiB",
+			AnchorName: "rclone", Ratio: round(oRSS / tRSS), Target: "ours<64MiB",
+			Pass: oRSS < 64, Notes: "max over runs of the process's peak resident set (VmHWM, polled every 5 ms)",
 		})
 	}
-	var out io.Writer = io.Discard
-	if p := os.Getenv("BENCH_OUT"); p != "" {
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		out = f
-	}
 	fmt.Println()
-	for _, l := range lines {
-		b, _ := json.Marshal(l)
-		fmt.Println(string(b))
-		fmt.Fprintln(out, string(b))
-	}
-	return nil
+	return benchline.Write(lines...)
 }
 
 func mb(c benchCase) float64 { return float64(c.files) * float64(c.size) / 1e6 }

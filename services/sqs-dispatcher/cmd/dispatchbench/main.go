@@ -13,10 +13,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
+	"github.com/hevc-encoder/hevc-encoder/pkg/benchline"
 	"github.com/hevc-encoder/hevc-encoder/pkg/ecstest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/events"
 	ecslaunch "github.com/hevc-encoder/hevc-encoder/pkg/launch/ecs"
@@ -60,7 +59,7 @@ func run(n int) error {
 	}
 	defer env.Close()
 
-	var lines []map[string]any
+	var lines []benchline.Line
 	for _, c := range []struct {
 		name  string
 		keeps bool
@@ -69,29 +68,15 @@ func run(n int) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
-		lines = append(lines, map[string]any{
-			"issue": 5, "case": fmt.Sprintf("dispatch %d queued events, %s", n, c.name),
-			"ours": round(rate), "anchor": target, "unit": "dispatches/s", "anchor_name": "target",
-			"ratio": round(rate / target), "target": ">=1.0", "pass": rate >= target,
-			"notes": fmt.Sprintf("MinIO + local-aws-sqs + ECS test endpoint on loopback; %s", calls),
+		lines = append(lines, benchline.Line{
+			Issue: 5, Case: fmt.Sprintf("dispatch %d queued events, %s", n, c.name),
+			Ours: round(rate), Anchor: target, Unit: "dispatches/s", AnchorName: "target",
+			Ratio: round(rate / target), Target: ">=1.0", Pass: rate >= target,
+			Notes: fmt.Sprintf("MinIO + local-aws-sqs + ECS test endpoint on loopback; %s", calls),
 		})
 	}
 
-	var out io.Writer = io.Discard
-	if p := os.Getenv("BENCH_OUT"); p != "" {
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		out = f
-	}
-	for _, l := range lines {
-		b, _ := json.Marshal(l)
-		fmt.Println(string(b))
-		fmt.Fprintln(out, string(b))
-	}
-	return nil
+	return benchline.Write(lines...)
 }
 
 // benchCase queues n events in a new bucket and queue and times the
