@@ -67,8 +67,8 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, storage.Obj
 		ctx: gctx, cancel: cancel,
 		ordered: make(chan *part, s.rconc),
 		free:    make(chan []byte, s.rconc),
+		first:   out.Body,
 	}
-	go g.schedule(out.Body)
 	return g, obj, nil
 }
 
@@ -182,9 +182,39 @@ type getReader struct {
 	off     int64
 	err     error
 	once    sync.Once
+
+	// The other ranges are requested at the first read (start): a caller
+	// that looks at the object's metadata and then closes the reader
+	// costs one response, not Concurrency parts' worth of transfers.
+	startMu sync.Mutex
+	first   io.ReadCloser // the first response, until start
+	started bool
+	// wa, when set (WriteToAt), receives every part at its offset from
+	// the goroutine that fetched it.
+	wa      io.WriterAt
+	fetches sync.WaitGroup
+}
+
+// start begins the parallel download (once; not after Close).
+func (g *getReader) start() {
+	g.startMu.Lock()
+	defer g.startMu.Unlock()
+	if g.started {
+		return
+	}
+	g.started = true
+	if g.first == nil { // closed
+		close(g.ordered)
+		return
+	}
+	first := g.first
+	g.first = nil
+	g.fetches.Add(1) // the scheduler too: its fetches are added before it ends
+	go g.schedule(first)
 }
 
 func (g *getReader) schedule(first io.ReadCloser) {
+	defer g.fetches.Done()
 	defer close(g.ordered)
 	allocated := 0
 	for off := int64(0); off < g.total; off += g.s.rng {
@@ -208,7 +238,11 @@ func (g *getReader) schedule(first io.ReadCloser) {
 		if off == 0 {
 			body = first
 		}
-		go g.fetch(p, body)
+		g.fetches.Add(1)
+		go func() {
+			defer g.fetches.Done()
+			g.fetch(p, body)
+		}()
 	}
 }
 
@@ -242,6 +276,11 @@ func (g *getReader) fetch(p *part, body io.ReadCloser) {
 		body = nil
 		got += int64(m)
 		if got == p.n {
+			if g.wa != nil {
+				if _, err := g.wa.WriteAt(p.buf[:p.n], p.off); err != nil {
+					p.err = fmt.Errorf("s3 get %s: write bytes %d-%d: %w", g.key, p.off, p.off+p.n-1, err)
+				}
+			}
 			return
 		}
 		if attempt >= bodyRetries || g.ctx.Err() != nil {
@@ -253,6 +292,7 @@ func (g *getReader) fetch(p *part, body io.ReadCloser) {
 
 // next makes the following part current, or finishes.
 func (g *getReader) next() error {
+	g.start()
 	p, ok := <-g.ordered
 	if !ok {
 		if g.ctx.Err() != nil {
@@ -317,6 +357,41 @@ func (g *getReader) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
+// WriteToAt writes the object to w, each range at its offset from the
+// goroutine that fetched it, as soon as it has arrived (several at once,
+// in any order), while this goroutine checks them in order: writing
+// overlaps the network, the checksum and the other writes. It returns
+// once every range is written and checked, with the bytes checked and
+// nil, or with an error (wrapping storage.ErrChecksum on a mismatch); on
+// an error, bytes may have been written anywhere in w. No write to w
+// happens after it returns. Call it instead of Read and WriteTo, first.
+func (g *getReader) WriteToAt(w io.WriterAt) (int64, error) {
+	g.startMu.Lock()
+	if g.started {
+		g.startMu.Unlock()
+		return 0, fmt.Errorf("s3 get %s: WriteToAt after Read", g.key)
+	}
+	g.wa = w
+	g.startMu.Unlock()
+	var total int64
+	for {
+		if g.err == nil && g.cur == nil {
+			g.err = g.next()
+		}
+		if g.err == io.EOF {
+			g.fetches.Wait()
+			return total, nil
+		}
+		if g.err != nil {
+			g.cancel()
+			g.fetches.Wait()
+			return total, g.err
+		}
+		total += g.cur.n
+		g.advance(int(g.cur.n))
+	}
+}
+
 // releaseAll returns the buffers to the store's pool after the last part.
 func (g *getReader) releaseAll() {
 	for {
@@ -332,6 +407,12 @@ func (g *getReader) releaseAll() {
 func (g *getReader) Close() error {
 	g.once.Do(func() {
 		g.cancel()
+		g.startMu.Lock()
+		if g.first != nil {
+			g.first.Close()
+			g.first = nil
+		}
+		g.startMu.Unlock()
 		if g.err == nil {
 			g.err = errors.New("s3 get: reader closed")
 		}

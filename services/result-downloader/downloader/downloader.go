@@ -58,6 +58,10 @@ type Config struct {
 	VerifyDecode string
 	// Once: Run installs what DONE/ holds once and returns (ONCE).
 	Once bool
+	// BufferedWrites writes downloads through the page cache only
+	// (DIRECT_WRITES=false); by default whole blocks are written with
+	// O_DIRECT where the file system allows it.
+	BufferedWrites bool
 
 	fileMode, dirMode string
 }
@@ -78,6 +82,9 @@ func (c *Config) Bind(s *config.Set) {
 		return nil
 	})
 	s.Bool(&c.Once, "ONCE", false, "install what DONE/ holds now, then exit (status 1 if anything was not installed); no queue needed")
+	direct := true
+	s.Bool(&direct, "DIRECT_WRITES", true, "write downloads to disk with O_DIRECT where the file system allows it (no copy through the page cache; the file is still fsynced before it is installed); false: through the page cache")
+	s.Check(func() error { c.BufferedWrites = !direct; return nil })
 	c.BindModes(s)
 	c.BindVerify(s)
 }
@@ -185,6 +192,9 @@ type Downloader struct {
 	rejected map[string]rejection // key → last rejection, to avoid re-downloading it
 	reported map[string]string    // key → last problem logged at error level
 	swept    map[string]time.Time // directory → last sweepTemps
+
+	slotsOnce sync.Once
+	xfer, fin chan struct{} // download and finishing slots (see ticket)
 }
 
 type rejection struct {
@@ -236,9 +246,11 @@ func (d *Downloader) Run(ctx context.Context) error {
 	return nil
 }
 
-// parallel runs fn(0..n-1) with at most Cfg.Concurrency at once.
+// parallel runs fn(0..n-1) with at most twice Cfg.Concurrency at once:
+// Install itself holds at most Concurrency downloads and Concurrency
+// finishing results at a time (see ticket).
 func (d *Downloader) parallel(n int, fn func(i int)) {
-	sem := make(chan struct{}, max(1, d.Cfg.Concurrency))
+	sem := make(chan struct{}, 2*max(1, d.Cfg.Concurrency))
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		sem <- struct{}{}
@@ -324,18 +336,30 @@ func (d *Downloader) Reconcile(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("list %s: %w", library.DonePrefix, err)
 	}
-	var mu sync.Mutex
-	var errs []error
-	d.parallel(len(keys), func(i int) {
-		if ctx.Err() != nil {
-			return
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	// Results start in the listing's order: each waits for a download
+	// slot before its goroutine starts (at most Concurrency downloading
+	// and Concurrency finishing at once).
+	for _, key := range keys {
+		tk, err := d.transferSlot(ctx)
+		if err != nil {
+			break
 		}
-		if _, err := d.Install(ctx, keys[i]); err != nil {
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
-		}
-	})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := d.install(ctx, key, tk); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -368,6 +392,66 @@ func (d *Downloader) release(key string) {
 	d.mu.Unlock()
 }
 
+// ticket is one result's hold on the Downloader's limits: a download
+// slot from its GET to the end of its download, then a finishing slot
+// while it is verified, fsynced, linked, and its original and DONE/
+// object deleted. Handing over at the end of the download lets the next
+// result download during this one's fsyncs and deletes instead of after
+// them. At most Cfg.Concurrency results download at once (the download
+// buffers, Concurrency × the store's per-download memory, are held only
+// then) and at most Cfg.Concurrency more finish; a result waits for a
+// finishing slot before it gives up its download slot, so downloads slow
+// down when the disk falls behind. Nothing about the order of the steps
+// of one result changes.
+type ticket struct {
+	d                *Downloader
+	transfer, finish bool
+}
+
+func (d *Downloader) slots() {
+	d.slotsOnce.Do(func() {
+		n := max(1, d.Cfg.Concurrency)
+		d.xfer, d.fin = make(chan struct{}, n), make(chan struct{}, n)
+	})
+}
+
+// transferSlot waits for a download slot.
+func (d *Downloader) transferSlot(ctx context.Context) (*ticket, error) {
+	d.slots()
+	select {
+	case d.xfer <- struct{}{}:
+		return &ticket{d: d, transfer: true}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// handOver trades the download slot for a finishing slot; when ctx ends
+// first, the result finishes on its download slot.
+func (t *ticket) handOver(ctx context.Context) {
+	if !t.transfer || t.finish {
+		return
+	}
+	select {
+	case t.d.fin <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	t.finish = true
+	t.transfer = false
+	<-t.d.xfer
+}
+
+func (t *ticket) release() {
+	if t.transfer {
+		<-t.d.xfer
+	}
+	if t.finish {
+		<-t.d.fin
+	}
+	t.transfer, t.finish = false, false
+}
+
 func (d *Downloader) crash(point string) {
 	if d.Crash != nil {
 		d.Crash(point)
@@ -378,7 +462,16 @@ func (d *Downloader) crash(point string) {
 // failures worth retrying (network, disk, a cancelled ctx); refusals,
 // rejections and collisions are reported in the Result (Outcome, Reason),
 // logged, and leave the original and the DONE/ object in place.
-func (d *Downloader) Install(ctx context.Context, key string) (res Result, err error) {
+func (d *Downloader) Install(ctx context.Context, key string) (Result, error) {
+	return d.install(ctx, key, nil)
+}
+
+// install is Install on a download slot the caller already holds (tk), or
+// on one it waits for (tk nil).
+func (d *Downloader) install(ctx context.Context, key string, tk *ticket) (res Result, err error) {
+	if tk != nil {
+		defer tk.release()
+	}
 	res.Key = key
 	log := d.Log.With().Str("key", key).Logger()
 	defer func() {
@@ -415,14 +508,36 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	defer d.release(key)
 	d.sweep(filepath.Dir(target), log)
 
-	obj, err := d.Store.Head(ctx, key)
+	// A download slot for the GET and the download; handed over to a
+	// finishing slot for the verification, fsync, install and deletes
+	// (see ticket).
+	if tk == nil {
+		if tk, err = d.transferSlot(ctx); err != nil {
+			return res, err
+		}
+		defer tk.release()
+	}
+
+	// One GET both describes the object (size, SHA-256, what it was made
+	// from) and delivers it: no HEAD first. The S3 store requests further
+	// ranges only at the first read, so the checks below that end here
+	// cost one response, closed unread.
+	start := time.Now()
+	body, obj, err := d.Store.Get(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		res.Outcome = Missing
 		return res, nil
 	}
 	if err != nil {
-		return res, fmt.Errorf("head %s: %w", key, err)
+		return res, fmt.Errorf("get %s: %w", key, err)
 	}
+	closeBody := func() {
+		if body != nil {
+			body.Close()
+			body = nil
+		}
+	}
+	defer closeBody()
 	res.After, res.SHA256 = obj.Size, obj.SHA256
 	reject := func(reason string) (Result, error) {
 		res.Outcome, res.Reason = Rejected, reason
@@ -449,6 +564,8 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	}
 
 	if fi, err := os.Lstat(target); err == nil {
+		closeBody()
+		tk.handOver(ctx)
 		if unhashed {
 			if err := confirmOriginal(ctx, orig, obj); err != nil {
 				var mm mismatch
@@ -492,23 +609,24 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 		go func() { confirmed <- confirmOriginal(cctx, orig, obj) }()
 	}
 
-	tmp, err := newTemp(target, os.FileMode(d.Cfg.DirMode))
+	tmp, err := newTemp(target, os.FileMode(d.Cfg.DirMode), !d.Cfg.BufferedWrites)
 	if err != nil {
 		return res, err
 	}
 	defer tmp.abort()
-	start := time.Now()
-	r, got, err := d.Store.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		res.Outcome = Missing
-		return res, nil
-	}
-	if err != nil {
-		return res, fmt.Errorf("get %s: %w", key, err)
-	}
 	tr := d.Progress.Start(hevcRel, obj.Size)
-	_, err = io.Copy(tmp, tr.Reader(r))
-	r.Close()
+	if wa, ok := body.(writerToAt); ok && tmp.parallel() {
+		// Ranges are written where they belong as they arrive, with
+		// O_DIRECT, while the reader checks the SHA-256 in order.
+		_, err = wa.WriteToAt(countAt{tmp, tr})
+		tmp.endParallel()
+	} else {
+		// Counting on the writer's side keeps the reader's WriteTo: whole
+		// parts reach tmp in one write each, from their own (aligned)
+		// buffers.
+		_, err = io.Copy(tr.Writer(tmp), body)
+	}
+	closeBody()
 	tr.Done(err != nil)
 	if errors.Is(err, storage.ErrChecksum) {
 		return remember("download does not match its recorded checksum: " + err.Error())
@@ -516,14 +634,16 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	if err != nil {
 		return res, fmt.Errorf("download %s: %w", key, err)
 	}
-	// The reader verified every byte against the SHA-256 of the object it
-	// read; that must be the version examined above.
-	if !strings.EqualFold(got.SHA256, obj.SHA256) {
-		return res, fmt.Errorf("download %s: the object changed meanwhile (sha256 %s, then %s); trying again", key, obj.SHA256, got.SHA256)
-	}
+	// The reader verified every byte against the SHA-256 recorded in the
+	// metadata examined above: it came with the same response (further
+	// ranges are pinned to its ETag).
 	if tmp.n != obj.Size {
 		return remember(fmt.Sprintf("download does not match its recorded size: %d bytes, recorded %d", tmp.n, obj.Size))
 	}
+	downloaded := time.Now()
+	// The download's buffers are free: let the next result download while
+	// this one is verified, fsynced, installed and its original deleted.
+	tk.handOver(ctx)
 	// No fsync yet: commit fsyncs once, after setting mode and mtime, and
 	// before the link that makes the file visible.
 	if orig != "" {
@@ -548,6 +668,7 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 		}
 	}
 	d.crash(CrashDownloaded)
+	verified := time.Now()
 
 	mode := os.FileMode(d.Cfg.FileMode)
 	var mtime time.Time
@@ -578,9 +699,29 @@ func (d *Downloader) Install(ctx context.Context, key string) (res Result, err e
 	}
 	secs := time.Since(start).Seconds()
 	log.Info().Int64("bytes", obj.Size).Int64("original_bytes", res.Before).
-		Float64("MBps", float64(obj.Size)/1e6/max(secs, 1e-6)).Msg("installed")
+		Float64("MBps", float64(obj.Size)/1e6/max(secs, 1e-6)).
+		Dur("download", downloaded.Sub(start)).Dur("verify", verified.Sub(downloaded)).Dur("commit", time.Since(verified)).
+		Msg("installed")
 	d.crash(CrashInstalled)
 	return d.cleanup(ctx, key, orig, res, log)
+}
+
+// writerToAt is a download that can write its ranges in parallel at their
+// offsets (the S3 store's ranged GET), verifying them in order.
+type writerToAt interface {
+	WriteToAt(w io.WriterAt) (int64, error)
+}
+
+// countAt counts what is written through it for the progress display.
+type countAt struct {
+	w  io.WriterAt
+	tr *progress.Transfer
+}
+
+func (c countAt) WriteAt(p []byte, off int64) (int, error) {
+	n, err := c.w.WriteAt(p, off)
+	c.tr.Add(int64(n))
+	return n, err
 }
 
 // resume handles a target that exists: our own install of an earlier,

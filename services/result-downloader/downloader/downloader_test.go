@@ -94,7 +94,7 @@ func newFixture(t *testing.T, kind string) *fixture {
 				t.Fatal(err)
 			}
 		}
-	case "s3":
+	case "s3", "s3-ranged":
 		e := env(t)
 		bucket := e.ScratchBucket(t)
 		st, err := s3store.New(context.Background(), e.StoreConfig(bucket))
@@ -115,7 +115,21 @@ func newFixture(t *testing.T, kind string) *fixture {
 			}
 		}
 	}
-	f.d = &downloader.Downloader{Store: f.st, Log: testLogger(t),
+	dst := f.st
+	if kind == "s3-ranged" {
+		// The downloader reads through a store with tiny ranges: every
+		// clip comes as several ranges, written in parallel at their
+		// offsets (WriteToAt, O_DIRECT where the file system has it).
+		s3st := f.st.(*s3store.Store)
+		cfg := env(t).StoreConfig(s3st.Bucket())
+		cfg.PartSize, cfg.Concurrency = 64<<10, 2
+		st, err := s3store.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst = st
+	}
+	f.d = &downloader.Downloader{Store: dst, Log: testLogger(t),
 		Cfg: downloader.Config{Root: f.root, DirMode: 0o755, Concurrency: 2, Wait: 200 * time.Millisecond, RetryDelay: time.Second},
 		OnResult: func(r downloader.Result) {
 			f.mu.Lock()
@@ -187,7 +201,7 @@ func (f *fixture) checkNoTemps() {
 }
 
 func stores(t *testing.T, fn func(t *testing.T, f *fixture)) {
-	for _, kind := range []string{"fs", "s3"} {
+	for _, kind := range []string{"fs", "s3", "s3-ranged"} {
 		t.Run(kind, func(t *testing.T) { fn(t, newFixture(t, kind)) })
 	}
 }
@@ -697,3 +711,88 @@ func TestReconcileInstallsEverything(t *testing.T) {
 		t.Errorf("DONE/ not empty: %v", left)
 	}
 }
+
+// TestFinishingOverlapsNextDownload: with one download slot, the second
+// result downloads while the first is being finished (verified, fsynced,
+// linked, cleaned up), and a failure in that finishing phase (here the
+// target name taken meanwhile) leaves the first's original and DONE/
+// object in place while the second installs.
+func TestFinishingOverlapsNextDownload(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	stores(t, func(t *testing.T, f *fixture) {
+		f.d.Cfg.Concurrency = 1
+		rels := []string{"a/one.mp4", "b/two.mp4"}
+		var keys, shas, origs []string
+		for _, rel := range rels {
+			testutil.Clip(t, f.path(rel), clip2s)
+			k, sha := testutil.PutResult(t, f.st, f.root, rel, testutil.ResultOpts{})
+			keys, shas, origs = append(keys, k), append(shas, sha), append(origs, testutil.SHA(t, f.path(rel)))
+		}
+		size := int64(len(testutil.ReadAll(t, f.st, keys[1])))
+		entered, proceed := make(chan struct{}), make(chan struct{})
+		var calls sync.Mutex
+		n := 0
+		f.d.Crash = func(point string) {
+			if point != downloader.CrashDownloaded {
+				return
+			}
+			calls.Lock()
+			n++
+			first := n == 1
+			calls.Unlock()
+			if first {
+				close(entered)
+				<-proceed
+			}
+		}
+		ctx := context.Background()
+		type out struct {
+			res downloader.Result
+			err error
+		}
+		done := [2]chan out{make(chan out, 1), make(chan out, 1)}
+		go func() { r, err := f.d.Install(ctx, keys[0]); done[0] <- out{r, err} }()
+		<-entered // the first is verified, in its finishing phase
+		go func() { r, err := f.d.Install(ctx, keys[1]); done[1] <- out{r, err} }()
+		// The second downloads completely meanwhile.
+		dir := filepath.Dir(f.path(rels[1]))
+		waitFor(t, "the second download", func() bool {
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if library.IsTemp(e.Name()) {
+					if fi, err := e.Info(); err == nil && fi.Size() == size {
+						return true
+					}
+				}
+			}
+			return false
+		})
+		for i, rel := range rels {
+			if testutil.SHA(t, f.path(rel)) != origs[i] || exists(f.path(library.HevcRel(rel))) {
+				t.Errorf("%s: changed before the first result finished", rel)
+			}
+			if ok, _ := storage.Exists(ctx, f.st, keys[i]); !ok {
+				t.Errorf("%s gone before the first result finished", keys[i])
+			}
+		}
+		// The first one's target name is taken while it finishes.
+		testutil.WriteFile(t, f.path(library.HevcRel(rels[0])), []byte("someone else's file"))
+		close(proceed)
+		first, second := <-done[0], <-done[1]
+		if first.err != nil || first.res.Outcome != downloader.Collision {
+			t.Errorf("first: %+v, %v; want a collision", first.res, first.err)
+		}
+		if second.err != nil || second.res.Outcome != downloader.Installed {
+			t.Errorf("second: %+v, %v", second.res, second.err)
+		}
+		if got := testutil.SHA(t, f.path(rels[0])); got != origs[0] {
+			t.Errorf("%s: original changed", rels[0])
+		}
+		if ok, _ := storage.Exists(ctx, f.st, keys[0]); !ok {
+			t.Errorf("%s deleted although not installed", keys[0])
+		}
+		f.checkInstalled(rels[1], keys[1], shas[1], 0o644, time.Time{})
+	})
+}
+
+func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
