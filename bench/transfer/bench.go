@@ -18,6 +18,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
+	"github.com/hevc-encoder/hevc-encoder/pkg/benchline"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
@@ -81,7 +82,7 @@ func (b *bench) all(ctx context.Context) error {
 	smallName := fmt.Sprintf("%d files of %s", o.files, human(1*mib))
 
 	upNotes := "s3-uploader end to end: walk, per file HEAD DONE/ and TODO/, read the MP4 boxes (HEVC skip rule), SHA-256, multipart PUT with CRC32C; vs `aws s3 cp` of the same files to the same keys"
-	downNotes := "result-downloader --once end to end: list DONE/, per result HEAD, find and hash the original, ranged GETs with SHA-256, compare streams and duration with the original, fsync, link, delete original and DONE/ object; vs `aws s3 cp` of the same objects"
+	downNotes := "result-downloader --once end to end: list DONE/, per result one GET (its metadata and first range, then parallel ranges written in place with O_DIRECT while the SHA-256 is checked), find and hash the original, compare streams and duration with the original, fsync, link, delete original and DONE/ object; vs `aws s3 cp` of the same objects"
 	cases := []*tcase{
 		b.uploadCase("s3-uploader: upload "+bigName, big, true, upNotes),
 		b.uploadCase("s3-uploader: upload "+smallName, small, false, upNotes),
@@ -101,7 +102,7 @@ func (b *bench) all(ctx context.Context) error {
 			if !r.Pass && r.Target != "info" {
 				failed = append(failed, r.Case)
 			}
-			if err := emit(r); err != nil {
+			if err := benchline.Write(r); err != nil {
 				return err
 			}
 		}
@@ -271,7 +272,7 @@ func (b *bench) downloadCase(name string, s *set, judgeRSS bool, notes string) *
 
 // measure runs both sides o.runs times, alternating who goes first (so
 // that neither always meets a warm server), and returns the rows.
-func (b *bench) measure(ctx context.Context, c *tcase) ([]result, error) {
+func (b *bench) measure(ctx context.Context, c *tcase) ([]benchline.Line, error) {
 	var ours, theirs []sample
 	for r := range b.o.runs {
 		for _, isOurs := range []bool{r%2 == 0, r%2 != 0} {
@@ -311,14 +312,14 @@ func (b *bench) measure(ctx context.Context, c *tcase) ([]result, error) {
 	if args := b.o.downArgs; c.what == "download" && len(args) > 0 {
 		notes += "; result-downloader " + strings.Join(args, " ")
 	}
-	rows := []result{{Issue: 3, Case: c.name + ": throughput", Ours: round(mbps(om)), Anchor: round(mbps(tm)),
+	rows := []benchline.Line{{Issue: 3, Case: c.name + ": throughput", Ours: round(mbps(om)), Anchor: round(mbps(tm)),
 		Unit: "MB/s", AnchorName: "aws cli", Ratio: round(ratio), Target: ">=1.0", Pass: ratio >= 1.0, Notes: notes,
-		Bytes: c.bytes, OursSecs: secsOf(ours), CLISecs: secsOf(theirs)}}
+		Detail: map[string]any{"bytes": c.bytes, "ours_secs": secsOf(ours), "cli_secs": secsOf(theirs)}}}
 	peak := 0.0
 	for _, s := range ours {
 		peak = max(peak, s.rssMiB)
 	}
-	rss := result{Issue: 3, Case: c.name + ": peak RSS", Ours: round(peak), Anchor: round(median(theirs).rssMiB),
+	rss := benchline.Line{Issue: 3, Case: c.name + ": peak RSS", Ours: round(peak), Anchor: round(median(theirs).rssMiB),
 		Unit: "MiB", AnchorName: "aws cli", Target: "info", Pass: true,
 		Notes: "VmHWM of our process itself (ffprobe/ffmpeg children excluded), highest of the runs; the CLI's median"}
 	if rss.Anchor > 0 {

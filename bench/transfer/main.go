@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -156,45 +155,6 @@ func repoRoot() (string, error) {
 		}
 		d = filepath.Dir(d)
 	}
-}
-
-type result struct {
-	Issue      int     `json:"issue"`
-	Case       string  `json:"case"`
-	Ours       float64 `json:"ours"`
-	Anchor     float64 `json:"anchor"`
-	Unit       string  `json:"unit"`
-	AnchorName string  `json:"anchor_name"`
-	Ratio      float64 `json:"ratio"`
-	Target     string  `json:"target"`
-	Pass       bool    `json:"pass"`
-	Notes      string  `json:"notes"`
-	// Extra fields, kept in results.json.
-	Bytes    int64     `json:"bytes,omitempty"`
-	OursSecs []float64 `json:"ours_secs,omitempty"`
-	CLISecs  []float64 `json:"cli_secs,omitempty"`
-}
-
-func emit(r result) error {
-	var buf strings.Builder
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // keep ">=" readable
-	if err := enc.Encode(r); err != nil {
-		return err
-	}
-	b := []byte(strings.TrimSuffix(buf.String(), "\n"))
-	fmt.Println(string(b))
-	if path := os.Getenv("BENCH_OUT"); path != "" {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return fmt.Errorf("BENCH_OUT: %w", err)
-		}
-		defer f.Close()
-		if _, err := f.Write(append(b, '\n')); err != nil {
-			return fmt.Errorf("BENCH_OUT: %w", err)
-		}
-	}
-	return nil
 }
 
 func median(s []sample) sample {
