@@ -46,7 +46,7 @@ func (s *sink) emit(r Result) error {
 	if out == nil {
 		out = io.Discard
 	}
-	return benchline.WriteTo(out, s.file, r)
+	return benchline.WriteRaw(out, s.file, append(b, '\n'))
 }
 
 // add keeps a raw line (from us or from another benchmark).

@@ -66,6 +66,12 @@ func WriteTo(w io.Writer, path string, lines ...Line) error {
 		}
 		all = append(append(all, b...), '\n')
 	}
+	return WriteRaw(w, path, all)
+}
+
+// WriteRaw is WriteTo for rows already encoded (Marshal), one per line,
+// each ending in a newline.
+func WriteRaw(w io.Writer, path string, all []byte) error {
 	if _, err := w.Write(all); err != nil {
 		return fmt.Errorf("print benchmark rows: %w", err)
 	}
