@@ -76,9 +76,15 @@ func TestNewPlan(t *testing.T) {
 		{name: "unknown colours not passed", streams: []Stream{odd}, absent: []string{"-color_primaries", "-color_trc", "-colorspace"},
 			notX265: []string{"colorprim", "transfer", "colormatrix"}},
 		{name: "threads and extra params", streams: []Stream{h264(0)},
-			settings: func(s *Settings) { s.Threads, s.X265Params, s.CRF, s.Preset = 4, "aq-mode=3", 22, "slow" },
+			settings: func(s *Settings) { s.Threads, s.X265Params, s.CRF, s.Preset, s.Tune = 4, "aq-mode=3", 22, "slow", "" },
 			want:     [][2]string{{"-crf", "22"}, {"-preset", "slow"}},
-			wantX265: []string{"pools=4:aq-mode=3", "log-level=error"}, notX265: []string{"frame-threads"}},
+			wantX265: []string{"pools=4:aq-mode=3", "log-level=error"}, notX265: []string{"frame-threads", "ref="}},
+		{name: "balanced on 2 CPUs: a second frame and the tune, user params last", streams: []Stream{h264(0)},
+			settings: func(s *Settings) { s.Threads, s.X265Params = 2, "frame-threads=1" },
+			wantX265: []string{"pools=2:frame-threads=2:" + BalancedTune + ":frame-threads=1"}},
+		{name: "x265's own frame threads from 4 CPUs", streams: []Stream{h264(0)},
+			settings: func(s *Settings) { s.Threads = 8 },
+			wantX265: []string{"pools=8:" + BalancedTune}, notX265: []string{"frame-threads"}},
 		{name: "hevc input still plans", streams: []Stream{{Index: 0, Kind: "video", Codec: "hevc", CodecTag: "hvc1", PixFmt: "yuv420p", Width: 64, Height: 64}}},
 	}
 	for _, c := range cases {
@@ -201,7 +207,7 @@ func TestNewPlanErrors(t *testing.T) {
 func TestPreset(t *testing.T) {
 	for name, want := range map[string]Settings{
 		"archive":  {CRF: 22, Preset: "slow", AudioBitrate: "192k"},
-		"balanced": DefaultSettings(),
+		"balanced": {CRF: 26, Preset: "fast", Tune: BalancedTune, AudioBitrate: "192k"},
 		"":         DefaultSettings(),
 		"Small":    {CRF: 28, Preset: "medium", AudioBitrate: "192k"},
 	} {

@@ -133,21 +133,25 @@ func readInt(file string) int64 {
 }
 
 // WithCPUs returns s with Threads sized to the CPUs of this process (see
-// CPUs) when it is 0, so that x265 gets pools=N instead of counting the
-// host's CPUs. x265 derives its frame threads from the pool (1 below 4,
-// 2 below 8, 3 below 16, …), so the encode is the one x265 makes on an
-// N-CPU machine: on a task whose CPUs are all its own it is bit for bit
-// the seed's, and under a quota it no longer runs a host-sized pool and
-// frame count that the quota throttles.
-//
-// Frame threads are deliberately x265's own: one more frame in flight on
-// 2 CPUs encodes 5-10 % faster but costs up to 1 % in size on fast motion
-// at the same SSIM (the motion search may only reach the rows of the
-// reference frame already encoded), measured by `make bench` (bench/README.md).
-// X265Params "frame-threads=2" opts into that trade.
+// CPUs) when it is 0, so that x265 gets pools=N (and FrameThreads(N))
+// instead of counting the host's CPUs: under a quota it would otherwise
+// run a host-sized pool and frame count that the quota throttles.
 func (s Settings) WithCPUs() Settings {
 	if s.Threads == 0 {
 		s.Threads = CPUs()
 	}
 	return s
+}
+
+// FrameThreads is the number of frames x265 encodes at once for a pool of
+// workers, or 0 to leave it to x265 (which picks 1 below 4 workers, 2
+// below 8, 3 below 16, …). With one frame in flight x265 leaves about a
+// tenth of 2-3 CPUs idle (row dependencies inside the frame, frame ends);
+// a second frame fills it. Its motion search may then only reach the
+// reference rows already encoded, which BalancedTune pays for.
+func FrameThreads(workers int) int {
+	if workers == 2 || workers == 3 {
+		return 2
+	}
+	return 0
 }

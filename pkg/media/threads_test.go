@@ -1,10 +1,15 @@
 package media
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/media/mediatest"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
@@ -85,7 +90,68 @@ func TestWithCPUsSizesX265(t *testing.T) {
 		t.Fatal(err)
 	}
 	joined := strings.Join(p.Args, " ")
-	if !strings.Contains(joined, "pools=2") || strings.Contains(joined, "frame-threads") {
-		t.Fatalf("2 CPUs: want pools=2 and x265's own frame threads in %q", joined)
+	if !strings.Contains(joined, "pools=2:frame-threads=2") {
+		t.Fatalf("2 CPUs: want pools=2:frame-threads=2 in %q", joined)
 	}
+}
+
+func TestFrameThreads(t *testing.T) {
+	for workers, want := range map[int]int{0: 0, 1: 0, 2: 2, 3: 2, 4: 0, 16: 0} {
+		if got := FrameThreads(workers); got != want {
+			t.Errorf("FrameThreads(%d) = %d, want %d", workers, got, want)
+		}
+	}
+}
+
+// SeedParams is the documented way back to the seed's bitstream: with it,
+// our plan's video on 2 CPUs is the seed command's, NAL for NAL (x265's
+// SEI that spells out its options aside: it names the pool).
+func TestSeedParamsGiveTheSeedsBitstream(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.mp4")
+	mediatest.Clip(t, in, mediatest.ClipOpts{Seconds: 1, Width: 256, Height: 144, NoAudio: true})
+	info, err := Probe(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without SEI NAL units (39 and 40: prefix and suffix SEI).
+	videoOf := func(mp4 string) []byte {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-i", mp4, "-map", "0:v:0", "-c", "copy",
+			"-bsf:v", "hevc_mp4toannexb,filter_units=remove_types=39|40", "-f", "hevc", "-").Output()
+		if err != nil || len(out) == 0 {
+			t.Fatalf("extract the video of %s: %v", mp4, err)
+		}
+		return out
+	}
+	seed := filepath.Join(dir, "seed.mp4")
+	if out, err := exec.CommandContext(ctx, "ffmpeg", append([]string{"-v", "error"}, seedArgs(in, seed)...)...).CombinedOutput(); err != nil {
+		t.Fatalf("seed command: %v: %s", err, out)
+	}
+	encode := func(name, params string) []byte {
+		s := DefaultSettings()
+		s.Threads, s.X265Params = 2, params
+		p, err := NewPlan(info, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, name)
+		if err := Encode(ctx, in, out, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		return videoOf(out)
+	}
+	if !bytes.Equal(encode("seedparams.mp4", SeedParams), videoOf(seed)) {
+		t.Fatalf("X265_PARAMS=%s does not give the seed's video bitstream", SeedParams)
+	}
+	if bytes.Equal(encode("default.mp4", ""), videoOf(seed)) {
+		t.Fatal("the default encode is the seed's: the frame threads and the balanced tune did not reach x265")
+	}
+}
+
+// seedArgs is the seed's command: ffmpeg -i in.mp4 -c:v libx265 -crf 26 -preset fast -c:a copy out.mp4.
+func seedArgs(in, out string) []string {
+	return []string{"-y", "-i", in, "-c:v", "libx265", "-crf", "26", "-preset", "fast", "-c:a", "copy", out}
 }

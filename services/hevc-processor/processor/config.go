@@ -12,13 +12,13 @@ import (
 func (c *Config) Bind(s *config.Set) {
 	var quality string
 	d := media.DefaultSettings()
-	s.String(&quality, "QUALITY", "balanced", "encode preset: archive, balanced (the seed's CRF 26 fast) or small; X265_* override it")
+	s.String(&quality, "QUALITY", "balanced", "encode preset: archive, balanced (the seed's CRF 26 fast plus "+media.BalancedTune+") or small; X265_* override it")
 	crf, preset := -1, ""
 	s.Int(&crf, "X265_CRF", -1, "x265 CRF (0-51, lower is better quality); -1 keeps the QUALITY preset's")
-	s.String(&preset, "X265_PRESET", "", "x265 preset (ultrafast … veryslow); empty keeps the QUALITY preset's")
+	s.String(&preset, "X265_PRESET", "", "x265 preset (ultrafast … veryslow), replacing the QUALITY preset's with its tuning; empty keeps the QUALITY preset's")
 	s.Int(&c.Settings.Threads, "X265_THREADS", 0, "x265 worker threads (0: all CPUs of the task)")
 	var x265Params string
-	s.String(&x265Params, "X265_PARAMS", "", "extra x265 parameters k=v:k=v, applied last (e.g. frame-threads=1 for the seed's exact bitstream on 2-3 CPUs)")
+	s.String(&x265Params, "X265_PARAMS", "", "extra x265 parameters k=v:k=v, applied last (e.g. "+media.SeedParams+" for the seed's exact bitstream)")
 	s.Duration(&c.Heartbeat, "HEARTBEAT_INTERVAL", time.Minute, "how often the work message's visibility is extended while encoding")
 	s.Duration(&c.Visibility, "VISIBILITY_TIMEOUT", 5*time.Minute, "visibility set by each heartbeat; must exceed HEARTBEAT_INTERVAL")
 	s.String(&c.WorkDir, "WORK_DIR", "", "scratch directory for input and output (default: the OS temp dir)")
@@ -37,7 +37,9 @@ func (c *Config) Bind(s *config.Set) {
 			st.CRF = crf
 		}
 		if preset != "" {
-			st.Preset = preset
+			// The preset's tuning is relative to its x265 preset: on
+			// veryslow it would lower the search.
+			st.Preset, st.Tune = preset, ""
 		}
 		if st.AudioBitrate == "" {
 			st.AudioBitrate = d.AudioBitrate

@@ -29,8 +29,8 @@ func TestConfigSizesThreadsAndStreamsByDefault(t *testing.T) {
 	if !c.StreamInput {
 		t.Errorf("STREAM_INPUT should default to true")
 	}
-	if c.Settings.CRF != 26 || c.Settings.Preset != "fast" {
-		t.Errorf("default encode %d/%s, want the seed's 26/fast", c.Settings.CRF, c.Settings.Preset)
+	if c.Settings.CRF != 26 || c.Settings.Preset != "fast" || c.Settings.Tune != media.BalancedTune {
+		t.Errorf("default encode %d/%s/%s, want the seed's 26/fast with the balanced tune", c.Settings.CRF, c.Settings.Preset, c.Settings.Tune)
 	}
 }
 
@@ -41,6 +41,10 @@ func TestConfigX265Overrides(t *testing.T) {
 	}
 	if c.Settings.Threads != 3 || c.Settings.X265Params != "frame-threads=1" || c.StreamInput {
 		t.Fatalf("settings %+v, stream %v", c.Settings, c.StreamInput)
+	}
+	// The balanced tuning belongs to preset fast: another x265 preset drops it.
+	if c, err := parseConfig(t, map[string]string{"X265_PRESET": "veryslow"}); err != nil || c.Settings.Preset != "veryslow" || c.Settings.Tune != "" {
+		t.Fatalf("X265_PRESET=veryslow: %+v, %v", c.Settings, err)
 	}
 	if _, err := parseConfig(t, map[string]string{"X265_PRESET": "warp"}); err == nil || !strings.Contains(err.Error(), "warp") {
 		t.Fatalf("unknown preset: err = %v", err)
