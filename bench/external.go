@@ -20,10 +20,12 @@ import (
 // listed, so that a benchmark added later plugs in by following the
 // convention.
 type External struct {
-	Name        string // e.g. services/nextcloud-syncer/cmd/syncbench
-	Dir         string // absolute directory of the main package
-	ModuleDir   string
-	InWorkspace bool // its module is listed in go.work
+	Name string `json:"name"` // e.g. services/nextcloud-syncer/cmd/syncbench
+	// Dir (the main package) and ModuleDir are absolute: machine paths,
+	// kept out of results.json.
+	Dir         string `json:"-"`
+	ModuleDir   string `json:"-"`
+	InWorkspace bool   `json:"in_workspace"` // its module is listed in go.work
 }
 
 // DiscoverExternal finds main packages under root (the repository) that

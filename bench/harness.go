@@ -217,6 +217,12 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err := os.WriteFile(sum.MD, []byte(renderMarkdown(meta, h.sink.rows, h.encodes, h.problems, h.external)), 0o644); err != nil {
 		return sum, err
 	}
+	if h.mode == full && len(h.encodes) > 0 && filepath.Clean(h.out) == filepath.Join(h.root, "bench") {
+		readme := filepath.Join(h.root, "bench", "README.md")
+		if err := updatePresets(readme, meta, h.encodes); err != nil {
+			return sum, fmt.Errorf("the preset table of %s: %w", readme, err)
+		}
+	}
 	h.logf("bench: wrote %s and %s in %s", sum.MD, sum.JSON, time.Since(started).Truncate(time.Second))
 	return sum, nil
 }

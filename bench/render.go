@@ -72,10 +72,7 @@ func renderMarkdown(meta map[string]any, rows []Result, encodes []Encoded, probl
 		}
 		w("\n### Quality presets (`QUALITY=archive|balanced|small`)\n\n")
 		w("Means over the clips above; size relative to `balanced` on the same clip.\n\n")
-		w("| preset | settings | size vs balanced | SSIM | SSIM (dB) | PSNR (dB) | fps |\n|---|---|---:|---:|---:|---:|---:|\n")
-		for _, p := range presetSummary(encodes) {
-			w("| %s | %s | %.2f× | %.5f | %.2f | %.2f | %.1f |\n", p.name, p.settings, p.size, p.ssim, p.ssimDB, p.psnr, p.fps)
-		}
+		b.WriteString(presetsTable(encodes))
 	}
 
 	w("\n## Notes per row\n\n")
@@ -115,7 +112,18 @@ type presetRow struct {
 }
 
 var presetSettings = map[string]string{
-	"archive": "CRF 22, slow", "ours": "CRF 26, fast (the seed's)", "small": "CRF 28, medium", "seed": "seed command",
+	"archive": "CRF 22, slow", "ours": "CRF 26, fast + " + media.BalancedTune, "small": "CRF 28, medium",
+}
+
+// presetsTable is the quality preset table of results.md, also kept in
+// bench/README.md between its presets markers.
+func presetsTable(encodes []Encoded) string {
+	var b strings.Builder
+	b.WriteString("| preset | settings | size vs balanced | SSIM | SSIM (dB) | PSNR (dB) | fps |\n|---|---|---:|---:|---:|---:|---:|\n")
+	for _, p := range presetSummary(encodes) {
+		fmt.Fprintf(&b, "| %s | %s | %.2f× | %.5f | %.2f | %.2f | %.1f |\n", p.name, p.settings, p.size, p.ssim, p.ssimDB, p.psnr, p.fps)
+	}
+	return b.String()
 }
 
 // presetSummary averages each preset over the clips it was run on.
@@ -133,8 +141,8 @@ func presetSummary(encodes []Encoded) []presetRow {
 	sums := map[string]*acc{}
 	for _, e := range encodes {
 		bal, ok := balanced[e.Clip]
-		if !ok || e.Encoder == "seed" || strings.HasPrefix(e.Encoder, "ours+") || bal.Video == 0 {
-			continue
+		if _, preset := presetSettings[e.Encoder]; !ok || !preset || bal.Video == 0 {
+			continue // the seed and the variants are not presets
 		}
 		a := sums[e.Encoder]
 		if a == nil {

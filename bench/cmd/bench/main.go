@@ -40,6 +40,7 @@ func realMain(ctx context.Context) error {
 	flag.StringVar(&o.ProcessorBin, "processor", "", "hevc-processor binary (default: built from the repository)")
 	flag.StringVar(&o.CacheDir, "cache", "", "generated clip cache (default ~/.cache/hevc-encoder/bench)")
 	flag.Float64Var(&o.OverheadSecs, "overhead-secs", 0, "length of the overhead clip in seconds (default 30; for experiments)")
+	render := flag.Bool("render", false, "only write results.md (and bench/README.md's preset table) again from the -out directory's results.json")
 	strict := flag.Bool("strict", false, "exit 1 when a judged row fails (default: only when the harness cannot run)")
 	flag.Parse()
 	if o.Mode == "" {
@@ -57,6 +58,17 @@ func realMain(ctx context.Context) error {
 			return err
 		}
 		o.Root = root
+	}
+	if *render {
+		dir := o.OutDir
+		if dir == "" {
+			dir = filepath.Join(o.Root, "bench")
+		}
+		readme := ""
+		if filepath.Clean(dir) == filepath.Join(o.Root, "bench") {
+			readme = filepath.Join(o.Root, "bench", "README.md")
+		}
+		return bench.Rerender(dir, readme)
 	}
 	sum, err := bench.Run(ctx, o)
 	if err != nil {
