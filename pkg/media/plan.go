@@ -32,8 +32,8 @@ type Settings struct {
 // second frame in flight that FrameThreads gives 2-3 CPUs, whose motion
 // search may only reach the rows of the reference frame already encoded:
 // with both, `make bench` measured every clip 0.5-1.4 % smaller than the
-// seed's command at an SSIM as high or higher, encoded about 10 % faster
-// on 2 CPUs; frame-threads=2 alone was 0.1-0.4 % larger at a lower SSIM.
+// seed's command at an SSIM as high or higher, encoded 1-31 % faster on
+// 2 CPUs; frame-threads=2 alone was 0.2-0.4 % larger at an SSIM no higher.
 const BalancedTune = "ref=4:subme=3:max-merge=3"
 
 // SeedParams, as X265Params of the balanced preset, undo BalancedTune and
