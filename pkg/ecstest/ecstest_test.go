@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,23 @@ func run(t *testing.T, c *ecs.Client, env map[string]string, command ...string) 
 	return aws.ToString(out.Tasks[0].TaskArn)
 }
 
+// trapped runs a task whose shell installs trap first, and returns once it
+// has (the shell touches $READY): a signal that came before would meet
+// sh's default action instead (exit 143).
+func trapped(t *testing.T, c *ecs.Client, trap string) string {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	arn := run(t, c, map[string]string{"READY": ready}, trap+`; : > "$READY"; while :; do sleep 0.05; done`)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			return arn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s never installed its trap", arn)
+		}
+	}
+}
+
 func shell(t *testing.T, opts ecstest.Options) (*ecstest.Server, *ecs.Client) {
 	t.Helper()
 	opts.Cluster = "c"
@@ -93,10 +111,7 @@ func TestLifecycleAndExitCodes(t *testing.T) {
 	}
 
 	// StopTask: SIGTERM to the container, whose handler decides the exit.
-	arn = run(t, c, nil, `trap 'exit 3' TERM; while :; do sleep 0.05; done`)
-	if _, err := srv.Wait(ctx, arn, running); err != nil {
-		t.Fatal(err)
-	}
+	arn = trapped(t, c, `trap 'exit 3' TERM`)
 	if _, err := c.StopTask(ctx, &ecs.StopTaskInput{Cluster: aws.String("c"), Task: aws.String(arn), Reason: aws.String("scale in")}); err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +121,7 @@ func TestLifecycleAndExitCodes(t *testing.T) {
 	}
 
 	// A container that ignores SIGTERM is killed after StopTimeout (137).
-	arn = run(t, c, nil, `trap '' TERM; while :; do sleep 0.05; done`)
-	srv.Wait(ctx, arn, running)
+	arn = trapped(t, c, `trap '' TERM`)
 	if err := srv.Interrupt(arn); err != nil {
 		t.Fatal(err)
 	}
