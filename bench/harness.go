@@ -217,8 +217,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err := os.WriteFile(sum.MD, []byte(renderMarkdown(meta, h.sink.rows, h.encodes, h.problems, h.external)), 0o644); err != nil {
 		return sum, err
 	}
-	if h.mode == full && len(h.encodes) > 0 && filepath.Clean(h.out) == filepath.Join(h.root, "bench") {
-		readme := filepath.Join(h.root, "bench", "README.md")
+	if readme := PresetsReadme(h.root, h.out); h.mode == full && len(h.encodes) > 0 && readme != "" {
 		if err := updatePresets(readme, meta, h.encodes); err != nil {
 			return sum, fmt.Errorf("the preset table of %s: %w", readme, err)
 		}

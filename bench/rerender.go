@@ -10,6 +10,16 @@ import (
 
 const presetsBegin, presetsEnd = "<!-- presets:begin -->", "<!-- presets:end -->"
 
+// PresetsReadme is the README whose preset table results in out keep up
+// to date: root's bench/README.md when out is root's bench directory (the
+// default), else "" (an experiment's results stay out of the docs).
+func PresetsReadme(root, out string) string {
+	if filepath.Clean(out) != filepath.Join(root, "bench") {
+		return ""
+	}
+	return filepath.Join(root, "bench", "README.md")
+}
+
 // updatePresets puts the measured quality preset table between the
 // presets markers of readme (bench/README.md), so that the documented
 // table is always the last full run's.

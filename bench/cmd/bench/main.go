@@ -64,11 +64,7 @@ func realMain(ctx context.Context) error {
 		if dir == "" {
 			dir = filepath.Join(o.Root, "bench")
 		}
-		readme := ""
-		if filepath.Clean(dir) == filepath.Join(o.Root, "bench") {
-			readme = filepath.Join(o.Root, "bench", "README.md")
-		}
-		return bench.Rerender(dir, readme)
+		return bench.Rerender(dir, bench.PresetsReadme(o.Root, dir))
 	}
 	sum, err := bench.Run(ctx, o)
 	if err != nil {
