@@ -3,7 +3,9 @@ package media
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -84,5 +86,54 @@ func TestFollower(t *testing.T) {
 	close(done)
 	if s := <-got; s != "abcdefghij" {
 		t.Errorf("read %q", s)
+	}
+}
+
+// TestLiveDecodeArgsRejectDamage: the live decoder skips the loop filters
+// and probes little; it must still count every frame of a good stream and
+// report a damaged one.
+func TestLiveDecodeArgsRejectDamage(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hevc")
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=2",
+		"-c:v", "libx265", "-x265-params", "log-level=error:pools=1:frame-threads=1", "-f", "hevc", good).CombinedOutput()
+	if err != nil {
+		t.Fatalf("encode: %v: %s", err, out)
+	}
+	decode := func(path string) (frames int64, stderr string) {
+		cmd := exec.Command("ffmpeg", liveDecodeArgs(path)...)
+		var e strings.Builder
+		cmd.Stderr = &e
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		frames = lastFrame(stdout)
+		if err := cmd.Wait(); err != nil {
+			e.WriteString(err.Error())
+		}
+		return frames, e.String()
+	}
+	if n, msg := decode(good); n != 60 || msg != "" {
+		t.Fatalf("good stream: %d frames (want 60), messages %q", n, msg)
+	}
+	b, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := len(b) / 3; i < len(b)/3+2000; i++ {
+		b[i] = byte(rnd.UintN(256))
+	}
+	bad := filepath.Join(dir, "bad.hevc")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg := decode(bad); msg == "" {
+		t.Error("damaged stream decoded without an error message")
 	}
 }
