@@ -40,7 +40,7 @@ type Options struct {
 	// OutDir receives results.md and results.json (default Root/bench).
 	OutDir string
 	// Runs is the number of alternating runs per side of the overhead
-	// benchmark (default 5 full, 1 otherwise).
+	// benchmark (default 7 full, 1 otherwise).
 	Runs int
 	// Groups selects what runs: "overhead", "efficiency", "external"
 	// (default all; tiny mode never runs external benchmarks, which have
@@ -110,10 +110,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if h.runs <= 0 {
 		h.runs = 1
 		if h.mode == full {
-			// Five: on a shared 2-CPU machine the machine's speed drifts
-			// over minutes, and even a run's own pair was 0.94-1.11 apart
-			// in one session; the median of five drops two outliers.
-			h.runs = 5
+			// Seven: on a shared 2-CPU machine the machine's speed drifts
+			// over minutes, and a run's own pair was 0.90-1.16 apart over
+			// three sessions; the median of five still moved 0.95-1.10
+			// between sessions, the median of seven drops three outliers.
+			h.runs = 7
 		}
 	}
 	groups := map[string]bool{}

@@ -35,7 +35,7 @@ func realMain(ctx context.Context) error {
 	flag.StringVar(&o.Mode, "mode", "", "full, quick or tiny (overrides -quick)")
 	flag.StringVar(&o.Root, "root", "", "repository root (default: found from the working directory)")
 	flag.StringVar(&o.OutDir, "out", "", "directory for results.md and results.json (default <root>/bench)")
-	flag.IntVar(&o.Runs, "runs", 0, "alternating runs per side of the overhead benchmark (default 5, quick 1)")
+	flag.IntVar(&o.Runs, "runs", 0, "alternating runs per side of the overhead benchmark (default 7, quick 1)")
 	flag.StringVar(&groups, "only", "", "comma-separated groups to run: overhead, efficiency, external (default all)")
 	flag.StringVar(&o.ProcessorBin, "processor", "", "hevc-processor binary (default: built from the repository)")
 	flag.StringVar(&o.CacheDir, "cache", "", "generated clip cache (default ~/.cache/hevc-encoder/bench)")
