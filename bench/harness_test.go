@@ -39,7 +39,8 @@ func TestHarnessRuns(t *testing.T) {
 		t.Fatalf("harness problems:\n%s", strings.Join(sum.Problems, "\n"))
 	}
 	want := []string{"processor overhead:", "hevc-processor peak RSS", "encode talking-head: video size",
-		"encode high-motion: video size", "encode low-light: video size", "encode hlg-10bit: video size", "preset small"}
+		"encode high-motion: video size", "encode low-light: video size", "encode hlg-10bit: video size", "preset small",
+		"result verification before an original is deleted", "processor fixed cost per job"}
 	for _, w := range want {
 		found := false
 		for _, r := range sum.Rows {

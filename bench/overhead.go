@@ -36,6 +36,10 @@ type procRun struct {
 	// job spent around it, from the processor's millisecond log stamps.
 	Encode float64 `json:"encode_seconds"`
 	Around float64 `json:"around_encode_seconds"`
+	// Steps splits Around (fixedSteps): seconds from the process's start
+	// to the HEAD's answer, of the probe left after it, of the
+	// verification left after the encode, of the commit, and to the exit.
+	Steps map[string]float64 `json:"fixed_steps,omitempty"`
 }
 
 // runOverhead compares (a) the seed's bare ffmpeg command on a local file
@@ -76,7 +80,7 @@ func (h *harness) runOverhead(ctx context.Context) error {
 		return err
 	}
 
-	var bare, bareCPU, verifySecs []float64
+	var bare, bareCPU, bareFixed, verifySecs []float64
 	var ours, seedBits []procRun
 	var bareSize int64
 	for r := 0; r < h.runs; r++ {
@@ -104,6 +108,12 @@ func (h *harness) runOverhead(ctx context.Context) error {
 				bare = append(bare, wall.Seconds())
 				bareCPU = append(bareCPU, cpu.Seconds())
 				bareSize = fileSize(out)
+				// Bare ffmpeg's own fixed cost per file, the anchor of the
+				// fixed-cost row: the seed command on one frame.
+				one := exec.CommandContext(ctx, "ffmpeg", seedOneFrame(src, out)...)
+				if wall, _, err := timed(one); err == nil {
+					bareFixed = append(bareFixed, wall.Seconds())
+				}
 				// What the verification's decode costs on this output:
 				// most of what the processor adds after the encode.
 				if len(verifySecs) == 0 {
@@ -115,7 +125,11 @@ func (h *harness) runOverhead(ctx context.Context) error {
 				if side == "seed-bits" {
 					extra = []string{"X265_PARAMS=" + media.SeedParams}
 				}
-				pr, err := h.processOnce(ctx, env, store, work, bin, src, r, extra)
+				keep := ""
+				if side == "ours" && len(ours) == 0 {
+					keep = filepath.Join(dir, "ours.mp4") // for the verification's timing (verifycost.go)
+				}
+				pr, err := h.processOnce(ctx, env, store, work, bin, src, r, extra, keep)
 				if err != nil {
 					return err
 				}
@@ -149,16 +163,22 @@ func (h *harness) runOverhead(ctx context.Context) error {
 		"the ratio of the medians is %.3f); ours = the hevc-processor binary: "+
 		"S3 HEAD, presigned-URL streaming input, probe, encode (x265 %s and the balanced tune %s; bare leaves the frame threads to x265: one frame at a time below 4 CPUs) with the video "+
 		"decoded as it is encoded at SCHED_IDLE priority (run after the encode, that decode takes %.1f s on this output), "+
-		"then probe + a read of every packet overlapped with the upload, DELETE TODO/, delete message; "+
+		"then probe + a read of every packet, alongside the sampled picture comparison, overlapped with the upload, DELETE TODO/, delete message; "+
 		"output %d bytes (bare %d); MinIO + SQS server used %.1f CPU s per run on the same CPUs; load %.1f",
 		c.Title, c.Secs, len(bare), joinF(bare), joinF(walls(ours)), joinP(ratios(walls(ours), bare), 3), mo/mb, threads, media.BalancedTune, decode, lastOut(ours), bareSize, serverCPU(ours), procstat.LoadAvg())
 	if around := aroundEncode(ours); around > 0 {
 		notes += fmt.Sprintf("; of ours' wall time, %.2f s (median) went to everything but the encode phase (start, HEAD, probe, verify, upload, deletes)", around)
 	}
+	// Issue 18: 1.03 on the full clip; on the short quick clip a job's
+	// fixed cost weighs more (phone clips are often that short).
+	target, limit := "<=1.03", 1.03
+	if h.mode != full {
+		target, limit = "<=1.10", 1.10
+	}
 	rows := []Result{{
 		Case: fmt.Sprintf("processor overhead: %s %gs, MinIO TODO/ → DONE/ vs bare ffmpeg on a local file", c.Title, c.Secs),
 		Ours: round(mo, 2), Anchor: round(mb, 2), Unit: "s", AnchorName: "ffmpeg (seed command, local disk)",
-		Ratio: ratio, Target: "<=1.03", Pass: ratio <= 1.03, Notes: notes, Detail: detail,
+		Ratio: ratio, Target: target, Pass: ratio <= limit, Notes: notes, Detail: detail,
 	}}
 	if len(seedBits) > 0 {
 		// Paired with the first run's bare side, which it ran next to.
@@ -183,8 +203,22 @@ func (h *harness) runOverhead(ctx context.Context) error {
 		Notes: fmt.Sprintf("VmHWM of the processor process sampled every 5 ms; output %d bytes uploaded with the default S3 part size 16 MiB, 4 parts in flight "+
 			"(an output of 64 MiB or more would hold 4 parts: set S3_PART_SIZE=8MiB to stay under 64 MiB)", lastOut(ours)),
 	})
+	// Issue 15: what verifying a result against its original costs,
+	// against the encode (verifycost.go).
+	kept := filepath.Join(dir, "ours.mp4")
+	defer os.Remove(kept)
+	vc, err := measureVerify(ctx, src, kept)
+	if err != nil {
+		return err
+	}
+	for i := range rows {
+		rows[i].Issue = 8
+	}
+	rows = append(rows, verifyRow(c, vc, mb, median(bareCPU)))
+	if fr, ok := fixedCostRow(c, ours, bareFixed); ok {
+		rows = append(rows, fr)
+	}
 	for _, r := range rows {
-		r.Issue = 8
 		if err := h.sink.emit(r); err != nil {
 			return err
 		}
@@ -236,7 +270,7 @@ func cpus(runs []procRun) []float64 {
 // processOnce uploads src to TODO/, takes the work message that MinIO's
 // notification put on SQS (as sqs-dispatcher would), runs hevc-processor
 // for it and checks DONE/.
-func (h *harness) processOnce(ctx context.Context, env *awstest.Env, store storage.Store, work queue.Queue, bin, src string, r int, extraEnv []string) (procRun, error) {
+func (h *harness) processOnce(ctx context.Context, env *awstest.Env, store storage.Store, work queue.Queue, bin, src string, r int, extraEnv []string, keep string) (procRun, error) {
 	rel := fmt.Sprintf("bench/overhead %d-%d", time.Now().UnixNano()%1e6, r)
 	key, done := "TODO/"+rel+".mp4", "DONE/"+rel+"-hevc.mp4"
 	f, err := os.Open(src)
@@ -298,10 +332,16 @@ func (h *harness) processOnce(ctx context.Context, env *awstest.Env, store stora
 	if ok, err := storage.Exists(ctx, store, key); err != nil || ok {
 		return procRun{}, fmt.Errorf("after hevc-processor: %s still exists (err %v)", key, err)
 	}
+	if keep != "" {
+		if err := download(ctx, store, done, keep); err != nil {
+			return procRun{}, err
+		}
+	}
 	_ = store.Delete(ctx, done)
 	pr := procRun{Wall: round(wall.Seconds(), 3), CPU: round(cpu.Seconds(), 2), ServerCPU: round(serverCPU, 2), PeakMiB: round(peak, 1), OutSize: obj.Size}
 	if enc, ok := encodePhase(logPath); ok {
 		pr.Encode, pr.Around = round(enc, 3), round(wall.Seconds()-enc, 3)
+		pr.Steps = fixedSteps(logPath, start, start.Add(wall))
 	}
 	return pr, nil
 }

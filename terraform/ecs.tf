@@ -137,7 +137,7 @@ resource "aws_ecs_task_definition" "dispatcher" {
   network_mode             = "awsvpc"
   cpu                      = 256
   memory                   = 512
-  execution_role_arn       = aws_iam_role.execution.arn
+  execution_role_arn       = aws_iam_role.dispatcher_execution[0].arn
   task_role_arn            = aws_iam_role.dispatcher[0].arn
 
   runtime_platform {

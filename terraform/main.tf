@@ -13,6 +13,9 @@ locals {
   done_prefix   = "DONE/"
   failed_prefix = "FAILED/"
   hevc_suffix   = "-hevc.mp4"
+  # Every result ends in lower-case .mp4 (-hevc.mp4, or -hevc-MP4.mp4 for an
+  # original spelled .MP4), so one results rule covers them all.
+  result_suffix = ".mp4"
 
   cluster_name = var.create_ecs_cluster ? coalesce(var.ecs_cluster_name, var.name) : var.ecs_cluster_name
   cluster_arn  = var.create_ecs_cluster ? aws_ecs_cluster.this[0].arn : "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:cluster/${var.ecs_cluster_name}"

@@ -79,13 +79,27 @@ output "sns_topic_arn" {
 }
 
 output "home_user_name" {
-  description = "IAM user for the home-server services; create its access key with `aws iam create-access-key --user-name <this>`. null when create_home_user = false."
-  value       = var.create_home_user ? aws_iam_user.home[0].name : null
+  description = "IAM user with the permissions of all home-server services together (create_shared_home_user); create its access key with `aws iam create-access-key --user-name <this>`. null when not created."
+  value       = var.create_shared_home_user ? aws_iam_user.home[0].name : null
+}
+
+output "service_user_names" {
+  description = "IAM user of each home-server service (s3-uploader, result-downloader, trigger), one access key each; empty when create_home_user = false."
+  value       = { for k, u in aws_iam_user.service : k => u.name }
 }
 
 output "home_policy_arn" {
-  description = "Managed policy with the home-server services' permissions (to attach to a user or role of your own)."
+  description = "Managed policy with all home-server services' permissions (to attach to a user or role of your own)."
   value       = aws_iam_policy.home.arn
+}
+
+output "service_policy_arns" {
+  description = "Managed policy of each home-server service (s3-uploader, result-downloader, trigger), to attach to users or roles of your own."
+  value = {
+    "s3-uploader"       = aws_iam_policy.uploader.arn
+    "result-downloader" = aws_iam_policy.downloader.arn
+    "trigger"           = aws_iam_policy.trigger.arn
+  }
 }
 
 output "dispatcher_user_name" {

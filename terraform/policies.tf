@@ -4,15 +4,27 @@
 # can read them from the HCL.
 #
 # Least privilege, one identity per service:
-#   execution role  - ECS agent: pull the image, write the task's logs
+#   execution role  - ECS agent for processor tasks: pull the image, write
+#                     the processor's logs
+#   dispatcher      - its own execution role (the dispatcher's logs), and a
+#     execution       task role; see below
 #   processor role  - get/delete TODO/*, put DONE/* and FAILED/*, heartbeat
 #                     and delete its work message (plus s3:ListBucket, so a
 #                     missing key is a 404, not a 403)
 #   dispatcher      - receive/delete/heartbeat work messages, head/list the
 #                     bucket, delete TODO/* of finished jobs, RunTask of the
 #                     processor task definition on this cluster only, and
-#                     PassRole of the processor's two roles only
-#   home user       - s3-uploader, result-downloader, trigger, status, process
+#                     PassRole of the processor's task role and of the
+#                     processor's execution role only (never of its own
+#                     roles: RunTask sends no role overrides, and a role it
+#                     cannot pass cannot be put into an override either)
+#   s3-uploader     - put TODO/*, read FAILED/* records, head DONE/*
+#   result-         - get/delete DONE/*, consume the results queue
+#     downloader
+#   trigger         - list the bucket, send to the work queue, redrive the
+#                     work DLQ; also status (queue depths, FAILED/ reasons)
+#   home (shared)   - all three at once, for a home server whose services
+#                     share one key (create_shared_home_user)
 # Resource "*" appears only where AWS offers no resource-level permission
 # (ecr:GetAuthorizationToken) or scopes by condition (ecs:ListTasks, limited
 # to this cluster with ecs:cluster).
@@ -145,6 +157,42 @@ locals {
     Resource = local.kms_key_arns
   }] : s if length(local.kms_key_arns) > 0]
 
+  # For identities that only read objects.
+  kms_read_statements = [for s in [{
+    Sid      = "BucketKeyRead"
+    Effect   = "Allow"
+    Action   = "kms:Decrypt"
+    Resource = local.kms_key_arns
+  }] : s if length(local.kms_key_arns) > 0]
+
+  # Image pulls, shared by both execution roles.
+  pull_statements = concat(
+    [for s in [
+      {
+        # GetAuthorizationToken has no resource-level permissions.
+        Sid      = "EcrAuthToken"
+        Effect   = "Allow"
+        Action   = "ecr:GetAuthorizationToken"
+        Resource = "*"
+      },
+      {
+        Sid      = "EcrPull"
+        Effect   = "Allow"
+        Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        Resource = var.ecr_repository_arns
+      },
+    ] : s if length(var.ecr_repository_arns) > 0],
+    [for s in [{
+      Sid      = "PrivateRegistryCredentials"
+      Effect   = "Allow"
+      Action   = "secretsmanager:GetSecretValue"
+      Resource = var.repository_credentials_secret_arn
+    }] : s if var.repository_credentials_secret_arn != null],
+  )
+
+  # The processor tasks' execution role. The dispatcher may pass it (ECS
+  # needs that for RunTask); it can write nothing but the processor's logs,
+  # so a task given it as its task role could do no harm.
   execution_policy = jsonencode({
     Version = "2012-10-17"
     Statement = concat(
@@ -152,29 +200,24 @@ locals {
         Sid      = "WriteTaskLogs"
         Effect   = "Allow"
         Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-        Resource = concat(["${aws_cloudwatch_log_group.processor.arn}:*"], [for g in aws_cloudwatch_log_group.dispatcher : "${g.arn}:*"])
+        Resource = "${aws_cloudwatch_log_group.processor.arn}:*"
       }],
-      [for s in [
-        {
-          # GetAuthorizationToken has no resource-level permissions.
-          Sid      = "EcrAuthToken"
-          Effect   = "Allow"
-          Action   = "ecr:GetAuthorizationToken"
-          Resource = "*"
-        },
-        {
-          Sid      = "EcrPull"
-          Effect   = "Allow"
-          Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-          Resource = var.ecr_repository_arns
-        },
-      ] : s if length(var.ecr_repository_arns) > 0],
-      [for s in [{
-        Sid      = "PrivateRegistryCredentials"
+      local.pull_statements,
+    )
+  })
+
+  # The dispatcher service's execution role: its own, so that the roles the
+  # dispatcher may pass never include one of its own.
+  dispatcher_execution_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [{
+        Sid      = "WriteTaskLogs"
         Effect   = "Allow"
-        Action   = "secretsmanager:GetSecretValue"
-        Resource = var.repository_credentials_secret_arn
-      }] : s if var.repository_credentials_secret_arn != null],
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = [for g in aws_cloudwatch_log_group.dispatcher : "${g.arn}:*"]
+      }],
+      local.pull_statements,
     )
   })
 
@@ -215,9 +258,12 @@ locals {
     Version = "2012-10-17"
     Statement = [
       {
+        # SendMessage: a message of several records is split into one per
+        # record, and the reconcile re-queues TODO/ objects whose
+        # notification was lost.
         Sid      = "ConsumeWork"
         Effect   = "Allow"
-        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
         Resource = aws_sqs_queue.work.arn
       },
       {
@@ -272,6 +318,26 @@ locals {
         Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
       },
       {
+        # The start-up check: ECS_CLUSTER exists (a typo fails at start, not
+        # at the first RunTask).
+        Sid      = "CheckCluster"
+        Effect   = "Allow"
+        Action   = "ecs:DescribeClusters"
+        Resource = local.cluster_arn
+      },
+      {
+        # The start-up check: ECS_TASK_DEFINITION exists and has the
+        # processor's container. AWS offers no resource-level permission for
+        # DescribeTaskDefinition, and it reads nothing secret.
+        Sid      = "CheckTaskDefinition"
+        Effect   = "Allow"
+        Action   = "ecs:DescribeTaskDefinition"
+        Resource = "*"
+      },
+      {
+        # RunTask passes the roles of the task definition: the processor's
+        # task role and its execution role, nothing else (not the
+        # dispatcher's own roles).
         Sid       = "PassProcessorRoles"
         Effect    = "Allow"
         Action    = "iam:PassRole"
@@ -280,6 +346,127 @@ locals {
       },
     ]
   })
+
+  # s3-uploader: queue work, skip what is queued, done or failed.
+  uploader_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        # Lists FAILED/; also makes HeadObject of a missing key answer 404
+        # instead of 403.
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = local.bucket_arn
+      },
+      {
+        # Upload work; HeadObject (s3:GetObject) to skip what is queued.
+        Sid      = "UploadWork"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
+        Resource = local.todo_objects
+      },
+      {
+        # Failure records (skip files that failed as they are now), and
+        # HeadObject of DONE/ keys (a result of this file is waiting): S3
+        # has no head-only permission.
+        Sid      = "ReadFailuresAndHeadResults"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = [local.failed_objects, local.done_objects]
+      },
+    ], local.kms_statements)
+  })
+
+  # result-downloader: bring results home and remove them from DONE/.
+  downloader_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        # Lists DONE/ at start and every RECONCILE_INTERVAL.
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = local.bucket_arn
+      },
+      {
+        Sid      = "DownloadResults"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:DeleteObject"]
+        Resource = local.done_objects
+      },
+      {
+        Sid      = "ConsumeResults"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = aws_sqs_queue.results.arn
+      },
+    ], local.kms_read_statements)
+  })
+
+  # trigger (re-queue TODO/, --redrive the work DLQ) and status.
+  trigger_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        # trigger lists TODO/ (and DONE/, to skip what has a result);
+        # status counts TODO/, DONE/ and FAILED/.
+        Sid      = "ListBucket"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = local.bucket_arn
+      },
+      {
+        # status shows why a file failed.
+        Sid      = "ReadFailures"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = local.failed_objects
+      },
+      {
+        # trigger re-queues TODO/ objects (and redrives into this queue);
+        # status reads the depth.
+        Sid      = "TriggerWork"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = aws_sqs_queue.work.arn
+      },
+      {
+        # trigger --redrive: receive from the work DLQ, send to the work
+        # queue, then delete from the DLQ.
+        Sid      = "RedriveWork"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = aws_sqs_queue.work_dlq.arn
+      },
+      {
+        # status reads the depths of the results queue and its DLQ.
+        Sid      = "ResultsDepth"
+        Effect   = "Allow"
+        Action   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = [aws_sqs_queue.results.arn, aws_sqs_queue.results_dlq.arn]
+      },
+      {
+        # trigger skips keys in flight; status counts running tasks.
+        Sid      = "DescribeClusterTasks"
+        Effect   = "Allow"
+        Action   = "ecs:DescribeTasks"
+        Resource = local.cluster_tasks_arn
+      },
+      {
+        Sid       = "ListClusterTasks"
+        Effect    = "Allow"
+        Action    = "ecs:ListTasks"
+        Resource  = "*"
+        Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
+      },
+    ], local.kms_read_statements)
+  })
+
+  # All of the home services under one key (uploader, downloader, trigger,
+  # status, process): for a home server whose services share one
+  # credentials file (create_shared_home_user), or to attach to an
+  # identity of your own.
 
   home_policy = jsonencode({
     Version = "2012-10-17"

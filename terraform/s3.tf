@@ -97,8 +97,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   }
 }
 
-# ObjectCreated on TODO/*.mp4 -> work queue; on DONE/*-hevc.mp4 -> results
-# queue. FAILED/ notifies nobody.
+# ObjectCreated on TODO/*.mp4 -> work queue; on DONE/*.mp4 -> results
+# queue (a.mp4's result is DONE/a-hevc.mp4, a.MP4's DONE/a-hevc-MP4.mp4; see
+# pkg/library). FAILED/ notifies nobody.
 resource "aws_s3_bucket_notification" "this" {
   bucket = aws_s3_bucket.this.id
 
@@ -118,7 +119,7 @@ resource "aws_s3_bucket_notification" "this" {
     queue_arn     = aws_sqs_queue.results.arn
     events        = ["s3:ObjectCreated:*"]
     filter_prefix = local.done_prefix
-    filter_suffix = local.hevc_suffix
+    filter_suffix = local.result_suffix
   }
 
   # S3 validates the destinations when the configuration is written: the

@@ -477,7 +477,13 @@ variable "assign_public_ip" {
 # ---------------------------------------------------------------------------
 
 variable "create_home_user" {
-  description = "Create the IAM user for the home-server services (s3-uploader, result-downloader, trigger, status, process), and for sqs-dispatcher too when dispatcher_mode = home. Access keys are not created here (they would sit in the state): create them with the AWS CLI, see README.md."
+  description = "Create one IAM user per home-server service (s3-uploader, result-downloader, trigger for trigger and status), and one for sqs-dispatcher when dispatcher_mode = home. Access keys are not created here (they would sit in the state): create them with the AWS CLI, see README.md."
+  type        = bool
+  default     = true
+}
+
+variable "create_shared_home_user" {
+  description = "Also create one IAM user with the permissions of all home services together (home_policy): what the `process` command (upload and download in one run) and a Portainer stack whose containers share one credentials file need. Set false once every service has its own key."
   type        = bool
   default     = true
 }

@@ -60,7 +60,7 @@ func run() error {
 	flag.StringVar(&size, "size", defSize, "size of the large file (its HEVC result; the H.264 original is about as large)")
 	flag.IntVar(&o.files, "files", defFiles, "number of small files (about 1 MiB each)")
 	flag.IntVar(&o.runs, "runs", defRuns, "runs per case and side (the median is reported)")
-	flag.StringVar(&o.awsCLI, "aws", "/usr/bin/aws", "AWS CLI (the OS package)")
+	flag.StringVar(&o.awsCLI, "aws", "/usr/bin/aws", "AWS CLI (the OS package, which scripts/deps.sh bench installs)")
 	flag.StringVar(&o.up, "uploader", "", "s3-uploader binary (default: go build ../../services/s3-uploader)")
 	flag.StringVar(&o.down, "downloader", "", "result-downloader binary (default: go build ../../services/result-downloader)")
 	flag.StringVar(&upArgs, "uploader-args", "", "extra flags for s3-uploader, space-separated (e.g. --concurrency 8)")
@@ -77,7 +77,7 @@ func run() error {
 	o.upArgs, o.downArgs = strings.Fields(upArgs), strings.Fields(downArgs)
 	o.runs = max(1, o.runs)
 	if _, err := os.Stat(o.awsCLI); err != nil {
-		return fmt.Errorf("AWS CLI %s: %w (apt-get install awscli)", o.awsCLI, err)
+		return fmt.Errorf("AWS CLI %s: %w (scripts/deps.sh bench installs the OS package awscli)", o.awsCLI, err)
 	}
 	if o.dir == "" {
 		if err := os.MkdirAll(filepath.Dir(o.cache), 0o755); err != nil {

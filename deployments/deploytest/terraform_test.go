@@ -314,8 +314,12 @@ func TestTerraformKeyLayoutMatchesLibrary(t *testing.T) {
 		todo + "Smartphones/bob/DCIM/CLIP 0001.MP4":    {"aws_sqs_queue.work.arn"},
 		done + "Smartphones/alice/VID_1" + hevc:        {"aws_sqs_queue.results.arn"},
 		done + "Smartphones/bob/DCIM/CLIP 0001" + hevc: {"aws_sqs_queue.results.arn"},
-		failed + "Smartphones/alice/VID_1.mp4.json":    nil,
-		todo + "Smartphones/alice/notes.txt":           nil,
+		// Issue 15, point 5: the result of CLIP.MP4 is CLIP-hevc-MP4.mp4
+		// (library.HevcRel), so that CLIP.mp4 beside it keeps its own.
+		done + "Smartphones/bob/DCIM/CLIP 0001-hevc-MP4.mp4": {"aws_sqs_queue.results.arn"},
+		done + "Smartphones/bob/DCIM/CLIP 0002-hevc-Mp4.mp4": {"aws_sqs_queue.results.arn"},
+		failed + "Smartphones/alice/VID_1.mp4.json":          nil,
+		todo + "Smartphones/alice/notes.txt":                 nil,
 	} {
 		if got := route(key); !slices.Equal(got, want) {
 			t.Errorf("an upload of %q notifies %v, want %v", key, got, want)
@@ -485,11 +489,12 @@ func (c *tfConfig) statements(local string) []statement {
 
 // Resource "*" is allowed only for these actions (AWS cannot scope them to a
 // resource; ListTasks is scoped to the cluster by a condition).
-var starResourceActions = map[string]bool{"ecr:GetAuthorizationToken": true, "ecs:ListTasks": true}
+var starResourceActions = map[string]bool{"ecr:GetAuthorizationToken": true, "ecs:ListTasks": true, "ecs:DescribeTaskDefinition": true}
 
 func TestTerraformIAMLeastPrivilege(t *testing.T) {
 	c := loadTerraform(t)
-	identity := []string{"execution_policy", "processor_policy", "dispatcher_policy", "home_policy"}
+	identity := []string{"execution_policy", "dispatcher_execution_policy", "processor_policy", "dispatcher_policy",
+		"uploader_policy", "downloader_policy", "trigger_policy", "home_policy"}
 	var all []string
 	for _, b := range c.find("locals") {
 		for name := range b.Body.Attributes {
@@ -597,10 +602,106 @@ func TestTerraformIAMLeastPrivilege(t *testing.T) {
 		}
 	}
 
+	// Issue 15, point 7: the uploader, the downloader and trigger are
+	// separate identities, each with only what it needs.
+	allowed := func(policy string) map[string][]string {
+		out := map[string][]string{}
+		for _, st := range c.statements(policy) {
+			if st.effect != "Allow" {
+				continue
+			}
+			for _, a := range st.actions {
+				out[a] = append(out[a], st.resources...)
+			}
+		}
+		for a := range out {
+			slices.Sort(out[a])
+		}
+		return out
+	}
+	for policy, want := range map[string]map[string][]string{
+		"uploader_policy": {
+			"s3:ListBucket":           {"local.bucket_arn"},
+			"s3:PutObject":            {"local.todo_objects"},
+			"s3:AbortMultipartUpload": {"local.todo_objects"},
+			"s3:GetObject":            {"local.done_objects", "local.failed_objects", "local.todo_objects"},
+		},
+		"downloader_policy": {
+			"s3:ListBucket":               {"local.bucket_arn"},
+			"s3:GetObject":                {"local.done_objects"},
+			"s3:DeleteObject":             {"local.done_objects"},
+			"sqs:ReceiveMessage":          {"aws_sqs_queue.results.arn"},
+			"sqs:DeleteMessage":           {"aws_sqs_queue.results.arn"},
+			"sqs:ChangeMessageVisibility": {"aws_sqs_queue.results.arn"},
+			"sqs:GetQueueAttributes":      {"aws_sqs_queue.results.arn"},
+			"sqs:GetQueueUrl":             {"aws_sqs_queue.results.arn"},
+		},
+		"trigger_policy": {
+			"s3:ListBucket":          {"local.bucket_arn"},
+			"s3:GetObject":           {"local.failed_objects"},
+			"sqs:SendMessage":        {"aws_sqs_queue.work.arn"},
+			"sqs:ReceiveMessage":     {"aws_sqs_queue.work_dlq.arn"},
+			"sqs:DeleteMessage":      {"aws_sqs_queue.work_dlq.arn"},
+			"sqs:GetQueueAttributes": {"aws_sqs_queue.results.arn", "aws_sqs_queue.results_dlq.arn", "aws_sqs_queue.work.arn", "aws_sqs_queue.work_dlq.arn"},
+			"sqs:GetQueueUrl":        {"aws_sqs_queue.results.arn", "aws_sqs_queue.results_dlq.arn", "aws_sqs_queue.work.arn", "aws_sqs_queue.work_dlq.arn"},
+			"ecs:DescribeTasks":      {"local.cluster_tasks_arn"},
+			"ecs:ListTasks":          {"*"},
+		},
+	} {
+		got := allowed(policy)
+		for a := range got {
+			if strings.HasPrefix(a, "kms:") {
+				delete(got, a) // the bucket's CMK, when there is one
+			}
+		}
+		if !maps.EqualFunc(got, want, slices.Equal[[]string]) {
+			t.Errorf("%s allows %v, want %v", policy, got, want)
+		}
+	}
+	users := c.one("resource", "aws_iam_user_policy", "service")
+	if got := c.attrText(users.Body, "policy"); got != "each.value" {
+		t.Errorf("aws_iam_user_policy.service uses %s, want each.value of local.home_identities", got)
+	}
+	ids, _ := objectItems(c.local("home_identities"))
+	gotIDs := map[string]string{}
+	for k, v := range ids {
+		gotIDs[k] = c.text(v)
+	}
+	if want := map[string]string{"s3-uploader": "local.uploader_policy", "result-downloader": "local.downloader_policy", "trigger": "local.trigger_policy"}; !maps.Equal(gotIDs, want) {
+		t.Errorf("local.home_identities = %v, want %v", gotIDs, want)
+	}
+	// The dispatcher has its own execution role, which it cannot pass.
+	if got := c.attrText(c.one("resource", "aws_ecs_task_definition", "dispatcher").Body, "execution_role_arn"); got != "aws_iam_role.dispatcher_execution[0].arn" {
+		t.Errorf("dispatcher task execution role = %s, want its own (aws_iam_role.dispatcher_execution)", got)
+	}
+	if got := c.attrText(c.one("resource", "aws_ecs_task_definition", "processor").Body, "execution_role_arn"); got != "aws_iam_role.execution.arn" {
+		t.Errorf("processor task execution role = %s, want aws_iam_role.execution", got)
+	}
+	for _, st := range c.statements("dispatcher_policy") {
+		if slices.Contains(st.actions, "iam:PassRole") {
+			for _, r := range st.resources {
+				if strings.Contains(r, "dispatcher") {
+					t.Errorf("dispatcher may pass its own role %s", r)
+				}
+			}
+		}
+	}
+	// RunTask must not override the task's roles (a task role override is
+	// how a passable execution role would become a task role).
+	ecsSrc, err := os.ReadFile(filepath.Join(repoRoot(t), "pkg", "launch", "ecs", "ecs.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"TaskRoleArn", "ExecutionRoleArn"} {
+		if strings.Contains(string(ecsSrc), field) {
+			t.Errorf("pkg/launch/ecs sets %s in RunTask: the task definition's roles must not be overridden", field)
+		}
+	}
+
 	// Every role and user uses one of these policies.
 	for _, typ := range []string{"aws_iam_role_policy", "aws_iam_user_policy", "aws_iam_policy"} {
 		for _, b := range c.find("resource", typ) {
-			if p := c.attrText(b.Body, "policy"); !slices.Contains(identity, strings.TrimPrefix(p, "local.")) {
+			if p := c.attrText(b.Body, "policy"); p != "each.value" && !slices.Contains(identity, strings.TrimPrefix(p, "local.")) {
 				t.Errorf("%s.%s uses %s, not one of the checked policies", typ, b.Labels[1], p)
 			}
 		}
@@ -703,7 +804,7 @@ func TestTerraformOutputs(t *testing.T) {
 	}
 	for _, want := range []string{"aws_region", "bucket_name", "work_queue_url", "results_queue_url", "work_dlq_url", "results_dlq_url",
 		"ecs_cluster_name", "processor_task_definition", "processor_container_name", "subnet_ids", "security_group_id",
-		"sns_topic_arn", "home_user_name", "dispatcher_env", "portainer_env"} {
+		"sns_topic_arn", "home_user_name", "service_user_names", "service_policy_arns", "dispatcher_env", "portainer_env"} {
 		if !have[want] {
 			t.Errorf("output %q is missing", want)
 		}

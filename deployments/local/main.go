@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hevc-encoder/hevc-encoder/deployments/local/pipeline"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
+	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
 )
 
@@ -55,7 +57,7 @@ func realMain(ctx context.Context, args []string) error {
 		if fresh, err := needsDemo(demo); err != nil {
 			return err
 		} else if fresh {
-			if err := os.RemoveAll(demo); err != nil {
+			if err := resetDemo(demo); err != nil {
 				return err
 			}
 			log.Info().Str("dir", demo).Msg("generating demo clips")
@@ -83,6 +85,41 @@ func realMain(ctx context.Context, args []string) error {
 // demoDone marks a demo library whose conversion finished; the next run
 // starts a fresh one. Without it an interrupted demo resumes.
 const demoDone = ".hevc-encoder/demo-finished"
+
+// resetDemo removes a finished demo library, but only if it holds nothing
+// the demo did not make (its clips, their results, the state directory):
+// DEMO_DIR may name a directory with someone's files in it.
+func resetDemo(dir string) error {
+	ours := map[string]bool{}
+	for _, c := range pipeline.DemoClips() {
+		ours[c.Rel] = true
+		ours[library.HevcRel(c.Rel)] = true
+	}
+	var foreign []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		switch {
+		case rel == library.StateDirName && d.IsDir():
+			return filepath.SkipDir // our state: bucket, records, the finished mark
+		case d.IsDir():
+			return nil
+		case !ours[rel] || !d.Type().IsRegular():
+			foreign = append(foreign, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("check demo library %s: %w", dir, err)
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("DEMO_DIR %s holds files the demo did not generate (%s): not removed; remove it yourself or choose another DEMO_DIR", dir, strings.Join(foreign[:min(len(foreign), 5)], ", "))
+	}
+	return os.RemoveAll(dir)
+}
 
 func needsDemo(dir string) (bool, error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {

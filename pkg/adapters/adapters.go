@@ -81,6 +81,9 @@ type Queues struct {
 	Work       string
 	Results    string
 	Visibility time.Duration
+	// NoDeadLetter opens the queues without looking up their dead-letter
+	// queue (hevc-processor: its role may only heartbeat and delete).
+	NoDeadLetter bool
 }
 
 // Bind registers the queue variables; work and results say which queues the

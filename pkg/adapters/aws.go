@@ -18,5 +18,5 @@ func openS3(ctx context.Context, c *Store) (storage.Store, error) {
 }
 
 func openSQS(ctx context.Context, c *Queues, url, region string) (queue.Queue, error) {
-	return sqsqueue.New(ctx, sqsqueue.Config{QueueURLOrName: url, Region: region, Endpoint: c.Endpoint, VisibilityTimeout: c.Visibility})
+	return sqsqueue.New(ctx, sqsqueue.Config{QueueURLOrName: url, Region: region, Endpoint: c.Endpoint, VisibilityTimeout: c.Visibility, NoDeadLetter: c.NoDeadLetter})
 }

@@ -2,6 +2,9 @@
 // adapter (S3, SQS, ECS): credentials and region from the standard chain
 // (environment, profile, ECS task role), and the SDK's standard retryer,
 // which backs off on throttling, 5xx and network errors, with our limits.
+// Start-up checks (adapters.Preflight) use MaxAttempts 1 under their own
+// short deadline instead: a refused connection or a wrong bucket must end
+// the service in seconds, not after the retryer's backoff.
 package awsconf
 
 import (

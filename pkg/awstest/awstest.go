@@ -4,8 +4,10 @@
 // temporary data. It creates a bucket, the work and results queues with
 // their dead-letter queues, and relays MinIO's bucket notifications to SQS
 // the way S3 → SQS works on AWS: ObjectCreated on TODO/*.mp4 to the work
-// queue, on DONE/ to the results queue, each message body being the S3 event
-// JSON {"Records": […]} with URL-encoded keys.
+// queue, on DONE/ to the results queue, each message body being the event
+// JSON {"Records": […]} with URL-encoded keys, the records exactly as MinIO
+// writes them (eventName "s3:ObjectCreated:Put", where S3 writes
+// "ObjectCreated:Put").
 //
 // Use Start(t) for an environment of one test, or Shared(t) for one
 // environment shared by a package's tests (with awstest.Main in TestMain
@@ -78,15 +80,16 @@ type Env struct {
 	S3  *s3.Client
 	SQS *sqs.Client
 
-	dir     string
-	minio   *process
-	sqsd    *process
-	relay   *relay
-	relaySv *httptest.Server
-	restore []func()
-	mu      sync.Mutex
-	closed  bool
-	seq     int
+	dir      string
+	minio    *process
+	minioCmd *exec.Cmd
+	sqsd     *process
+	relay    *relay
+	relaySv  *httptest.Server
+	restore  []func()
+	mu       sync.Mutex
+	closed   bool
+	seq      int
 }
 
 // New starts the servers and creates the bucket and queues. Close stops them.
@@ -146,7 +149,7 @@ func New(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 
-	e.relay = &relay{sqs: e.SQS, region: e.Region, routes: map[string]string{"/work": e.WorkQueueURL, "/results": e.ResultsQueueURL}}
+	e.relay = &relay{sqs: e.SQS, routes: map[string]string{"/work": e.WorkQueueURL, "/results": e.ResultsQueueURL}}
 	e.relaySv = httptest.NewServer(e.relay)
 
 	if err := e.startMinio(ctx, minioBin); err != nil {
@@ -268,6 +271,7 @@ func (e *Env) startMinio(ctx context.Context, bin string) error {
 		endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
 		if last = waitHTTP(ctx, p, endpoint+"/minio/health/cluster", 60*time.Second); last == nil {
 			e.minio, e.S3Endpoint = p, endpoint
+			e.minioCmd = cmd // StartMinio starts it again alike (restart.go)
 			return nil
 		}
 		p.stop()

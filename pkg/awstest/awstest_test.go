@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -48,15 +49,61 @@ func TestEnvRoutesNotificationsLikeS3(t *testing.T) {
 			t.Fatalf("%s: %d messages, want 1", url, len(out.Messages))
 		}
 		body := aws.ToString(out.Messages[0].Body)
+		// Passed on as MinIO wrote it (its spelling of the event name and
+		// source), wrapped in {"Records": …} only.
 		recs, err := events.Parse(body)
-		if err != nil || len(recs) != 1 || recs[0].Key != want || recs[0].Bucket != "media" || recs[0].EventName != "ObjectCreated:Put" {
+		if err != nil || len(recs) != 1 || recs[0].Key != want || recs[0].Bucket != "media" || recs[0].EventName != "s3:ObjectCreated:Put" {
 			t.Fatalf("%s: %+v %v\n%s", url, recs, err, body)
 		}
-		if !strings.Contains(body, `"eventSource":"aws:s3"`) || !strings.Contains(body, `"awsRegion":"us-east-1"`) {
-			t.Errorf("record is not shaped like S3's: %s", body)
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(body), &top); err != nil || len(top) != 1 || top["Records"] == nil {
+			t.Errorf("body is not {\"Records\": …} alone: %s", body)
+		}
+		if !strings.Contains(body, `"eventSource":"minio:s3"`) {
+			t.Errorf("record was rewritten: %s", body)
 		}
 	}
-	if env.Relayed("/work") != 1 || env.Relayed("/results") != 1 {
+	// Multipart uploads and copies have their own event names.
+	up, err := env.S3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &env.Bucket, Key: aws.String("TODO/d/multi.mp4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := env.S3.UploadPart(ctx, &s3.UploadPartInput{Bucket: &env.Bucket, Key: up.Key, UploadId: up.UploadId, PartNumber: aws.Int32(1), Body: strings.NewReader("part")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.S3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &env.Bucket, Key: up.Key, UploadId: up.UploadId,
+		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: []s3types.CompletedPart{{ETag: part.ETag, PartNumber: aws.Int32(1)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.S3.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &env.Bucket, Key: aws.String("TODO/d/copy.mp4"), CopySource: aws.String("media/TODO/d/a.mp4")}); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for i := 0; i < 10 && len(names) < 2; i++ {
+		out, err := env.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &env.WorkQueueURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			recs, err := events.Parse(aws.ToString(m.Body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				names[r.Key] = r.EventName
+			}
+		}
+	}
+	if names["TODO/d/multi.mp4"] != "s3:ObjectCreated:CompleteMultipartUpload" || names["TODO/d/copy.mp4"] != "s3:ObjectCreated:Copy" {
+		t.Errorf("event names %v", names)
+	}
+	for k, n := range names {
+		if !events.IsObjectCreated(n) {
+			t.Errorf("%s: %q is not recognised as ObjectCreated", k, n)
+		}
+	}
+	if env.Relayed("/work") != 3 || env.Relayed("/results") != 1 {
 		t.Fatalf("relayed %d to work and %d to results", env.Relayed("/work"), env.Relayed("/results"))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -12,13 +11,15 @@ import (
 
 // relay receives MinIO webhook notifications and sends {"Records": …} to
 // the SQS queue of the request path, as S3 does for a queue destination.
-// Keys stay as MinIO encodes them, which is S3's encoding ("TODO%2Fa+b%2F…").
+// The records are passed on exactly as MinIO wrote them (eventName
+// "s3:ObjectCreated:Put", MinIO's eventSource and userIdentity, keys
+// URL-encoded as "TODO%2Fa+b%2F…"): consumers must cope with MinIO's
+// spelling as they do with S3's, so nothing is normalised here.
 // It answers 502 when SQS refuses, so that MinIO keeps the event in its
 // queue dir and retries.
 type relay struct {
 	sqs    *sqs.Client
 	routes map[string]string // path → queue URL
-	region string
 	mu     sync.Mutex
 	counts map[string]int
 }
@@ -39,7 +40,7 @@ func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var m struct {
-		Records []map[string]any `json:"Records"`
+		Records []json.RawMessage `json:"Records"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -49,16 +50,8 @@ func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	// MinIO's records differ from S3's in three fields; make them S3's.
-	for _, rec := range m.Records {
-		if name, ok := rec["eventName"].(string); ok {
-			rec["eventName"] = strings.TrimPrefix(name, "s3:") // s3:ObjectCreated:Put → ObjectCreated:Put
-		}
-		rec["eventSource"] = "aws:s3"
-		if region, _ := rec["awsRegion"].(string); region == "" {
-			rec["awsRegion"] = r.region
-		}
-	}
+	// MinIO's webhook body also carries EventName and Key at the top
+	// level; S3 puts only {"Records": …} on the queue.
 	out, err := json.Marshal(map[string]any{"Records": m.Records})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -1,6 +1,7 @@
 // Package ecstest is an Amazon ECS endpoint for tests: an HTTP server that
 // speaks the ECS JSON 1.1 protocol (RunTask, DescribeTasks, ListTasks,
-// StopTask) and runs each task as a local process (the container's
+// StopTask, and DescribeClusters / DescribeTaskDefinition for the
+// dispatcher's preflight) and runs each task as a local process (the container's
 // command with the task definition's environment plus the task's
 // container-override environment), or as a Go function.
 //
@@ -514,6 +515,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err = json.Unmarshal(body, &req); err == nil {
 			out, code, msg = s.stopTask(req)
 		}
+	case "DescribeClusters":
+		var req struct {
+			Clusters []string `json:"clusters"`
+		}
+		if err = json.Unmarshal(body, &req); err == nil {
+			out = s.describeClusters(req.Clusters)
+		}
+	case "DescribeTaskDefinition":
+		var req struct {
+			TaskDefinition string `json:"taskDefinition"`
+		}
+		if err = json.Unmarshal(body, &req); err == nil {
+			out, code, msg = s.describeTaskDefinition(req.TaskDefinition)
+		}
 	default:
 		writeError(w, http.StatusBadRequest, "UnknownOperationException", "ecstest does not implement "+op)
 		return
@@ -563,6 +578,48 @@ func (s *Server) checkCluster(c string) (string, string) {
 		return "", ""
 	}
 	return "ClusterNotFoundException", "Cluster not found."
+}
+
+// describeClusters answers as ECS does: the clusters found, and a MISSING
+// failure for each one that is not (no error).
+func (s *Server) describeClusters(names []string) any {
+	if len(names) == 0 {
+		names = []string{"default"}
+	}
+	clusters, failures := []map[string]any{}, []map[string]any{}
+	for _, n := range names {
+		if c, _ := s.checkCluster(n); c != "" {
+			arn := n
+			if !strings.HasPrefix(arn, "arn:") {
+				arn = fmt.Sprintf("arn:aws:ecs:%s:%s:cluster/%s", s.opts.Region, s.opts.Account, n)
+			}
+			failures = append(failures, map[string]any{"arn": arn, "reason": "MISSING"})
+			continue
+		}
+		s.mu.Lock()
+		running := s.active
+		s.mu.Unlock()
+		clusters = append(clusters, map[string]any{
+			"clusterArn": s.ClusterARN(), "clusterName": s.opts.Cluster, "status": "ACTIVE",
+			"runningTasksCount": running, "capacityProviders": []string{"FARGATE", "FARGATE_SPOT"},
+		})
+	}
+	return map[string]any{"clusters": clusters, "failures": failures}
+}
+
+// describeTaskDefinition answers with the one container the server runs;
+// an unknown family is ECS's ClientException.
+func (s *Server) describeTaskDefinition(td string) (any, string, string) {
+	family, arn, ok := s.taskDefinition(td)
+	if !ok {
+		return nil, "ClientException", "Unable to describe task definition."
+	}
+	rev, _ := strconv.Atoi(arn[strings.LastIndexByte(arn, ':')+1:])
+	return map[string]any{"taskDefinition": map[string]any{
+		"taskDefinitionArn": arn, "family": family, "revision": rev, "status": "ACTIVE",
+		"networkMode": "awsvpc", "requiresCompatibilities": []string{"FARGATE"},
+		"containerDefinitions": []map[string]any{{"name": s.opts.Container, "essential": true}},
+	}}, "", ""
 }
 
 // taskDefinition resolves family, family:revision or an ARN.

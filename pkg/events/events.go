@@ -12,7 +12,7 @@ import (
 
 // Record is one decoded object event.
 type Record struct {
-	EventName string // e.g. ObjectCreated:Put
+	EventName string // e.g. ObjectCreated:Put (S3) or s3:ObjectCreated:Put (MinIO)
 	Bucket    string
 	Key       string // URL-decoded
 	Size      int64
@@ -75,6 +75,15 @@ func Parse(body string) ([]Record, error) {
 		out = append(out, Record{EventName: r.EventName, Bucket: r.S3.Bucket.Name, Key: key, Size: r.S3.Object.Size})
 	}
 	return out, nil
+}
+
+// IsObjectCreated reports whether an event name is an object creation in
+// any spelling the pipeline meets: S3 sends "ObjectCreated:Put" (and :Post,
+// :Copy, :CompleteMultipartUpload), MinIO the same names with an "s3:"
+// prefix, as they appear in notification configurations.
+func IsObjectCreated(name string) bool {
+	name = strings.TrimPrefix(name, "s3:")
+	return name == "ObjectCreated" || strings.HasPrefix(name, "ObjectCreated:")
 }
 
 // EncodeKey encodes a key the way S3 does in event notifications (form

@@ -3,7 +3,10 @@
 // (one Fargate task per job).
 package launch
 
-import "context"
+import (
+	"context"
+	"strconv"
+)
 
 // Job is what a processor needs to do one file. On ECS it travels as the
 // container's environment (see Env).
@@ -15,16 +18,24 @@ type Job struct {
 	// message; empty when the job did not come from a queue.
 	QueueURL string
 	Receipt  string
+	// ReceiveCount is the work message's delivery count (1 on the first),
+	// from which the processor computes the retry delay it asks for when it
+	// fails transiently (queue.RetryDelay); 0 when unknown.
+	ReceiveCount int
 }
 
 // Env returns the job as environment variables for a processor container.
 func (j Job) Env() map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		"S3_BUCKET":          j.Bucket,
 		"S3_OBJECT_KEY":      j.Key,
 		"WORK_QUEUE_URL":     j.QueueURL,
 		"SQS_RECEIPT_HANDLE": j.Receipt,
 	}
+	if j.ReceiveCount > 0 {
+		env["SQS_RECEIVE_COUNT"] = strconv.Itoa(j.ReceiveCount)
+	}
+	return env
 }
 
 // Launcher starts processors.

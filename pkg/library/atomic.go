@@ -119,22 +119,62 @@ var ErrChecksum = errors.New("checksum mismatch")
 // LinkNoReplace gives src the name dst without ever replacing an existing
 // dst (a hard link fails with EEXIST where a rename would overwrite).
 func LinkNoReplace(src, dst string) error {
-	err := os.Link(src, dst)
+	return linkNoReplace(linkFunc, renameNoReplace, src, dst)
+}
+
+// LinkNoReplaceIn is LinkNoReplace for names relative to root: neither
+// name may resolve outside root at the moment of the link (os.Root checks
+// every component as it goes, so a directory swapped for a symlink after
+// an earlier check cannot carry the file out).
+func LinkNoReplaceIn(root *os.Root, src, dst string) error {
+	link := func(src, dst string) error { return root.Link(src, dst) }
+	if linkHook != nil {
+		link = linkHook
+	}
+	rename := func(src, dst string) error { return renameNoReplaceIn(root, src, dst) }
+	if err := linkNoReplace(link, rename, src, dst); err != nil {
+		return fmt.Errorf("%w (in %s)", err, root.Name())
+	}
+	return nil
+}
+
+// linkHook, when set by a test, replaces the hard link (to act as a file
+// system without hard links).
+var linkHook func(src, dst string) error
+
+func linkFunc(src, dst string) error {
+	if linkHook != nil {
+		return linkHook(src, dst)
+	}
+	return os.Link(src, dst)
+}
+
+// ErrNoExclusiveRename means the file system offers neither hard links nor
+// a rename that refuses to replace: nothing is installed there rather
+// than risk overwriting a file created between a check and a rename.
+var ErrNoExclusiveRename = errors.New("the file system supports neither hard links nor an exclusive rename (RENAME_NOREPLACE)")
+
+func linkNoReplace(link, rename func(src, dst string) error, src, dst string) error {
+	err := link(src, dst)
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%w: %s", ErrExists, dst)
 	}
-	// Filesystems without hard links: check, then rename (a small race,
-	// accepted only where links are impossible).
-	if _, serr := os.Lstat(dst); serr == nil {
+	// File systems without hard links (vfat, some FUSE and SMB mounts): a
+	// rename that fails when dst exists. Never check, then rename: a file
+	// created in between would be replaced.
+	rerr := rename(src, dst)
+	switch {
+	case rerr == nil:
+		return nil
+	case errors.Is(rerr, fs.ErrExist):
 		return fmt.Errorf("%w: %s", ErrExists, dst)
+	case errors.Is(rerr, ErrNoExclusiveRename):
+		return fmt.Errorf("install %s as %s: %w (link: %v)", src, dst, rerr, err)
 	}
-	if rerr := os.Rename(src, dst); rerr != nil {
-		return fmt.Errorf("rename %s to %s: %w (link: %v)", src, dst, rerr, err)
-	}
-	return nil
+	return fmt.Errorf("rename %s to %s without replacing: %w (link: %v)", src, dst, rerr, err)
 }
 
 // SyncDir fsyncs a directory so that a rename or link in it is durable.

@@ -40,9 +40,10 @@ func Command(input, output string, plan Plan) []string {
 func command(input, output string, plan Plan) []string {
 	args := append([]string{}, runtimeFlags...)
 	args = append(args, plan.InputArgs...)
-	if strings.HasPrefix(input, "http://") || strings.HasPrefix(input, "https://") {
+	if isURL(input) {
 		args = append(args, httpInputFlags...)
 	}
+	args = append(args, trustArgs(input)...)
 	args = append(args, "-i", ffURL(input))
 	args = append(args, plan.Args...)
 	return append(args, output)

@@ -52,6 +52,9 @@ type Stream struct {
 	Language string
 	Duration float64 // seconds; 0 when unknown
 	Frames   int64   // nb_frames from the container; 0 when unknown
+	// FrameRate is the average frame rate in frames per second (ffprobe's
+	// avg_frame_rate, else r_frame_rate); 0 when unknown.
+	FrameRate float64
 }
 
 // Info is what Probe learned about a file.
@@ -124,6 +127,8 @@ type probeJSON struct {
 		ColorRange     string            `json:"color_range"`
 		Duration       string            `json:"duration"`
 		NbFrames       string            `json:"nb_frames"`
+		AvgFrameRate   string            `json:"avg_frame_rate"`
+		RFrameRate     string            `json:"r_frame_rate"`
 		Disposition    map[string]int    `json:"disposition"`
 		Tags           map[string]string `json:"tags"`
 		SideData       []struct {
@@ -152,6 +157,7 @@ func Probe(ctx context.Context, input string) (Info, error) {
 	args := ffmpeg.ConvertKwargsToCmdLineArgs(ffmpeg.KwArgs{
 		"v": "error", "show_format": "", "show_streams": "", "of": "json",
 	})
+	args = append(args, trustArgs(input)...)
 	args = append(args, "-i", ffURL(input))
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "ffprobe", args...)
@@ -191,6 +197,10 @@ func Probe(ctx context.Context, input string) (Info, error) {
 			Language:    s.Tags["language"],
 			Duration:    parseFloat(s.Duration),
 			Frames:      int64(parseFloat(s.NbFrames)),
+			FrameRate:   parseRate(s.AvgFrameRate),
+		}
+		if st.FrameRate == 0 {
+			st.FrameRate = parseRate(s.RFrameRate)
 		}
 		for _, sd := range s.SideData {
 			if sd.Rotation != nil {
@@ -243,6 +253,19 @@ func environmental(msg string) bool {
 		}
 	}
 	return false
+}
+
+// parseRate parses an ffprobe rational such as "30000/1001"; 0 when it is
+// unknown ("0/0") or not a number.
+func parseRate(s string) float64 {
+	n, d, ok := strings.Cut(s, "/")
+	if !ok {
+		return parseFloat(s)
+	}
+	if den := parseFloat(d); den > 0 {
+		return parseFloat(n) / den
+	}
+	return 0
 }
 
 func parseFloat(s string) float64 {

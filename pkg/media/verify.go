@@ -80,8 +80,9 @@ func verifyProbed(ctx context.Context, in Info, output string) (Info, error) {
 // prints; a missing ffmpeg or a cancelled ctx do not wrap ErrVerify.
 func Decode(ctx context.Context, output string) error {
 	stderr := &tailBuffer{max: 8 << 10}
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "error",
-		"-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-f", "null", "-")
+	args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-v", "error"}, trustArgs(output)...)
+	cmd := exec.CommandContext(ctx, "ffmpeg", append(args,
+		"-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-f", "null", "-")...)
 	cmd.Stderr = stderr
 	err := cmd.Run()
 	return checkVerdict(ctx, output, "decode", err, oneLine(stderr.String()))

@@ -21,6 +21,7 @@ type Message struct {
 type Depth struct {
 	Visible  int // waiting to be received
 	InFlight int // received, not yet deleted, still invisible
+	Delayed  int // sent, not yet visible (a delivery delay)
 }
 
 // Queue is the message-queue port. Delivery is at-least-once.

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
+	"github.com/hevc-encoder/hevc-encoder/pkg/awserr"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
 	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
@@ -22,20 +23,23 @@ const (
 	exitOK        = 0  // the job is finished for good (done, no gain, recorded in FAILED/, gone)
 	exitError     = 1  // the job could not be finished and its message is left to reappear
 	exitUsage     = 2  // bad configuration; nothing was done
-	exitTransient = 75 // EX_TEMPFAIL: transient failure; the message reappears after its visibility timeout
+	exitTransient = 75 // EX_TEMPFAIL: transient failure; the message reappears after a backoff (queue.RetryDelay)
 )
 
 const usage = `Encodes one video from the bucket's TODO/ to DONE/ with libx265, verifies it, and records bad inputs in FAILED/.
 
 While it works, the work message (SQS_RECEIPT_HANDLE) is kept invisible by a
 heartbeat. On success it is deleted; on a bad input FAILED/<rel>.mp4.json is
-written and the message deleted; on a transient failure the message is left to
-reappear (and, after maxReceiveCount, to be dead-lettered). On SIGTERM (Fargate
+written and the message deleted; on a transient failure the message is handed
+back to reappear after a backoff of 10s·2^(SQS_RECEIVE_COUNT-1), at most 15m
+(and, after maxReceiveCount, to be dead-lettered). On SIGTERM (Fargate
 Spot interruption) ffmpeg is stopped and the message made visible at once.
 
 Exit status: 0 finished (any outcome that needs no retry); 75 transient failure,
 will be retried; 143 (130 for SIGINT) interrupted, message released; 2 bad
-configuration; 1 other failure.`
+configuration: a variable is wrong, or the bucket is missing or refuses these
+credentials (checked at start, and never taken for "already processed"; the
+message is left to reappear); 1 other failure.`
 
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,6 +102,7 @@ func realMain(ctx context.Context, args []string) error {
 		cfg     processor.Config
 		key     string
 		receipt string
+		count   int
 	)
 	set := config.New("hevc-processor", usage)
 	store.Bind(set)
@@ -105,6 +110,7 @@ func realMain(ctx context.Context, args []string) error {
 	cfg.Bind(set)
 	set.String(&key, "S3_OBJECT_KEY", "", "the job: object key TODO/<rel>.mp4 (decoded, not URL-encoded)", config.Required())
 	set.String(&receipt, "SQS_RECEIPT_HANDLE", "", "receipt handle of the work message (heartbeat, delete)")
+	set.Int(&count, "SQS_RECEIVE_COUNT", 0, "deliveries of the work message so far (set by the dispatcher); sets the retry backoff after a transient failure")
 	if err := set.Parse(args); err != nil {
 		if errors.Is(err, config.ErrHelp) {
 			return err
@@ -112,17 +118,31 @@ func realMain(ctx context.Context, args []string) error {
 		return usageError{err}
 	}
 	log := logging.New("hevc-processor")
+	// The bucket and the credentials; not the queue: the task role may only
+	// heartbeat and delete its message, and the dispatcher checked the queue.
+	if err := adapters.Preflight(ctx, adapters.Checks{Store: &store, Log: log}); err != nil {
+		return usageError{err}
+	}
 	st, err := store.Open(ctx)
 	if err != nil {
 		return usageError{err}
 	}
+	queues.NoDeadLetter = true
 	q, err := queues.Open(ctx, queues.Work, store.Region)
+	if awserr.IsConfig(err) {
+		return usageError{fmt.Errorf("open work queue: %w", err)}
+	}
 	if err != nil {
 		return transientError{fmt.Errorf("open work queue: %w", err)}
 	}
 	p := &processor.Processor{Store: st, Queue: q, Cfg: cfg, Log: log}
-	job := launch.Job{Bucket: st.Bucket(), Key: key, QueueURL: queues.Work, Receipt: receipt}
+	job := launch.Job{Bucket: st.Bucket(), Key: key, QueueURL: queues.Work, Receipt: receipt, ReceiveCount: count}
 	if _, err = p.Process(ctx, job); err != nil {
+		if awserr.IsConfig(err) && ctx.Err() == nil {
+			// A missing bucket, refused credentials: not the file's fault,
+			// and retrying will not help until someone fixes the setting.
+			return usageError{err}
+		}
 		return transientError{err}
 	}
 	return nil

@@ -15,11 +15,12 @@ import (
 	"time"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
+	"github.com/hevc-encoder/hevc-encoder/pkg/awserr"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/process"
-	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 )
 
 func main() {
@@ -36,9 +37,10 @@ func main() {
 }
 
 const about = `Installs results: consumes the results queue (S3 ObjectCreated on DONE/)
-and lists DONE/ at start and every RECONCILE_INTERVAL. Each DONE/<rel>-hevc.mp4
-is downloaded beside its original, its checksum and video verified against
-the original, fsynced, renamed to <rel>-hevc.mp4 (never over another file),
+and lists DONE/ at start and every RECONCILE_INTERVAL. Each DONE/ result
+(a.mp4's is DONE/<dir>/a-hevc.mp4, a.MP4's DONE/<dir>/a-hevc-MP4.mp4) is
+downloaded beside its original, its checksum and video verified against the
+original, fsynced, renamed to its key's name (never over another file),
 given the original's mtime and mode; then the original, the DONE/ object and
 the message are deleted. Results that fail verification or whose name is
 taken stay in DONE/ and are reported; keys that would escape the library are
@@ -49,6 +51,12 @@ with VERIFY_DECODE=always, decoded in full. With auto (the default) that
 decode is skipped for results whose bytes match the SHA-256 hevc-processor
 recorded after decoding them itself; other objects are decoded.
 
+At start the bucket, RESULTS_QUEUE_URL and the credentials are checked: a
+wrong one exits at once (status 1) with the variable named. Later, calls
+refused for configuration reasons (credentials, permissions, a removed
+bucket or queue) are logged at error level and, once they have lasted
+AUTH_FAIL_AFTER without a success, end the service (status 1).
+
 Subcommand:
   result-downloader process [flags]   upload, then wait for and install the
                                       results (see process --help)`
@@ -56,11 +64,19 @@ Subcommand:
 const aboutProcess = `Runs s3-uploader once over the library, then installs results as they
 arrive until TODO/ and DONE/ are empty (or --timeout passes), printing
 queued / processing / done / failed as it goes: bars on a terminal, log
-lines otherwise. --skip-upload only waits and installs. With --dry-run it
-only lists what would be uploaded. Exits 0 when everything was converted;
-1 when anything failed, was not installed, or is still pending at the
-timeout. WORK_QUEUE_URL is optional: with it, "processing" counts the jobs
-running; without it, everything in TODO/ counts as queued.`
+lines otherwise. When nothing has moved for STALL_AFTER it says what is
+stuck and why (e.g. "13 in TODO/, none queued or running"), and again every
+STALL_AFTER, so it never waits silently. --skip-upload only waits and
+installs. With --dry-run it only lists what would be uploaded. At the end it
+lists files uploaded in this run that ended neither installed nor in
+FAILED/. Exits 0 when everything was converted; 1 when anything failed, was
+not installed, ended unaccounted for, or is still pending at the timeout.
+WORK_QUEUE_URL is optional: with it, "processing" counts the jobs running
+and a stall names the queued, running and dead-lettered counts; without it,
+everything in TODO/ counts as queued.
+
+At start the bucket, the queues and the credentials are checked; a wrong
+one ends the run at once with the variable named.`
 
 // crashEnv names a crash point at which the process kills itself with
 // SIGKILL; tests use it to check that a re-run converges. Not for users.
@@ -86,12 +102,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var (
 		store  adapters.Store
 		queues adapters.Queues
+		watch  adapters.Watch
 		cfg    downloader.Config
 	)
 	set := config.New("result-downloader", about)
 	set.FlagSet().SetOutput(stderr)
 	store.Bind(set)
 	queues.Bind(set, "", "optional")
+	watch.Bind(set)
 	cfg.Bind(set)
 	if err := set.Parse(args); err != nil {
 		return err
@@ -102,10 +120,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	prog := progress.New(stderr, progress.Options{})
 	defer prog.Close()
 	log := prog.NewLogger("result-downloader")
+	if err := adapters.Preflight(ctx, adapters.Checks{Store: &store, Queues: &queues, Log: log}); err != nil {
+		return err
+	}
+	// Credentials revoked or a bucket removed later: error lines, then an
+	// exit after AUTH_FAIL_AFTER (the loops would retry forever).
+	w, ctx := awserr.NewWatchdog(ctx, watch.FailAfter, log)
+	defer w.Stop()
 	st, err := store.Open(ctx)
 	if err != nil {
 		return err
 	}
+	st = adapters.WatchStore(st, w)
 	if cfg.Once {
 		d := &downloader.Downloader{Store: st, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook()}
 		log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Str("verify_decode", cfg.VerifyDecode).Msg("installing what DONE/ holds, once")
@@ -113,42 +139,54 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		prog.Close()
 		log.Info().Int("installed", sum.Installed).Int("not_installed", len(sum.Problems)).Msg("done")
 		sum.Print(stdout)
+		if werr := w.Err(); werr != nil {
+			return werr
+		}
 		return err
 	}
 	q, err := queues.Open(ctx, queues.Results, store.Region)
 	if err != nil {
 		return err
 	}
+	q = adapters.WatchQueue(q, w)
 	if q == nil {
 		log.Warn().Dur("interval", cfg.Reconcile).Msg("no RESULTS_QUEUE_URL: results are found only by listing DONE/")
 	}
 	d := &downloader.Downloader{Store: st, Queue: q, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook()}
 	log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Str("verify_decode", cfg.VerifyDecode).Msg("started")
-	return d.Run(ctx)
+	err = d.Run(ctx)
+	if werr := w.Err(); werr != nil {
+		return werr
+	}
+	return err
 }
 
 func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		store         adapters.Store
 		queues        adapters.Queues
-		up            uploader.Config
+		watch         adapters.Watch
+		up            upload.Config
 		down          downloader.Config
 		root          string
 		concurrency   int
 		skipUpload    bool
 		timeout, poll time.Duration
+		stallAfter    time.Duration
 	)
 	set := config.New("result-downloader process", aboutProcess)
 	set.FlagSet().SetOutput(stderr)
 	store.Bind(set)
 	queues.Bind(set, "optional", "optional")
+	watch.Bind(set)
 	set.String(&root, "LIBRARY_ROOT", "", "library root directory", config.Required())
 	set.Int(&concurrency, "CONCURRENCY", 4, "parallel uploads, and results installed at once")
 	up.BindSelection(set)
 	down.BindModes(set)
 	down.BindVerify(set)
 	set.Bool(&skipUpload, "SKIP_UPLOAD", false, "do not upload; only wait for the work already queued and install its results")
-	set.Duration(&timeout, "TIMEOUT", 0, "stop waiting after this long (e.g. 6h); 0 waits until everything is done")
+	set.Duration(&timeout, "TIMEOUT", 0, "stop waiting after this long (e.g. 6h); 0 waits until everything is done (saying what is stuck every STALL_AFTER)")
+	set.Duration(&stallAfter, "STALL_AFTER", 5*time.Minute, "when nothing moved for this long, say what is stuck and why (TODO/ count, work queue, dead-letter queue), and again every STALL_AFTER")
 	set.Duration(&poll, "POLL_INTERVAL", 30*time.Second, "how often TODO/, DONE/ and FAILED/ are listed")
 	set.Check(func() error {
 		if concurrency < 1 {
@@ -156,6 +194,9 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		if timeout < 0 || poll <= 0 {
 			return fmt.Errorf("TIMEOUT must not be negative and POLL_INTERVAL must be positive")
+		}
+		if stallAfter <= 0 {
+			return fmt.Errorf("STALL_AFTER must be positive, got %s", stallAfter)
 		}
 		return nil
 	})
@@ -168,26 +209,34 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	prog := progress.New(stderr, progress.Options{})
 	defer prog.Close()
 	log := prog.NewLogger("result-downloader")
+	if err := adapters.Preflight(ctx, adapters.Checks{Store: &store, Queues: &queues, Log: log}); err != nil {
+		return err
+	}
+	w, ctx := awserr.NewWatchdog(ctx, watch.FailAfter, log)
+	defer w.Stop()
 	st, err := store.Open(ctx)
 	if err != nil {
 		return err
 	}
+	st = adapters.WatchStore(st, w)
 	results, err := queues.Open(ctx, queues.Results, store.Region)
 	if err != nil {
 		return err
 	}
+	results = adapters.WatchQueue(results, w)
 	work, err := queues.Open(ctx, queues.Work, store.Region)
 	if err != nil {
 		return err
 	}
+	work = adapters.WatchQueue(work, w)
 	up.Root, up.Concurrency = root, concurrency
 	down.Root, down.Concurrency, down.Wait = root, concurrency, min(poll, 20*time.Second)
 	o := process.Options{
-		Store: st, Work: work, Poll: poll, Timeout: timeout, Progress: prog, Log: log,
+		Store: st, Work: work, Poll: poll, Timeout: timeout, StallAfter: stallAfter, Progress: prog, Log: log,
 		Downloader: &downloader.Downloader{Store: st, Queue: results, Cfg: down, Log: log, Progress: prog, Crash: crashHook()},
 	}
 	if !skipUpload {
-		o.Uploader = &uploader.Uploader{Store: st, Cfg: up, Log: log.With().Str("step", "upload").Logger(), Progress: prog}
+		o.Uploader = &upload.Uploader{Store: st, Cfg: up, Log: log.With().Str("step", "upload").Logger(), Progress: prog}
 	} else if up.DryRun {
 		return fmt.Errorf("--dry-run only applies to the upload; it cannot be combined with --skip-upload")
 	}
@@ -196,5 +245,8 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	log.Info().Int("installed", rep.Installed).Int("failed", len(rep.Failed)).Int("queued", rep.Queued).
 		Int("processing", rep.Processing).Int("waiting", rep.Waiting).Bool("timed_out", rep.TimedOut).Msg("process finished")
 	rep.Print(stdout)
+	if werr := w.Err(); werr != nil {
+		return werr
+	}
 	return err
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
-	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 )
 
 func main() {
@@ -31,17 +31,19 @@ func main() {
 }
 
 const about = `Walks the library once and uploads every H.264 .mp4 to TODO/<rel>.mp4
-(with its size, mtime and SHA-256), skipping: *-hevc.mp4 results; files with
-a -hevc.mp4 sibling (reported: a verified HEVC copy, or a stranger with that
-name); files that are already HEVC; files whose TODO/ object, DONE/ result
+(with its size, mtime and SHA-256), skipping: results (*-hevc.mp4, and
+*-hevc-MP4.mp4 for originals spelled .MP4); files beside their result name
+(reported: an HEVC copy of the same duration, both kept, or a stranger with
+that name); files that are already HEVC; files whose TODO/ object, DONE/ result
 or FAILED/ record was made from the same bytes; files modified within
 MIN_AGE; excluded names. Prints a summary; exits 1 if any upload failed.
-On a terminal each upload shows a progress bar.`
+On a terminal each upload shows a progress bar. At start the bucket and the
+credentials are checked: a wrong one exits at once with the variable named.`
 
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		store adapters.Store
-		cfg   uploader.Config
+		cfg   upload.Config
 	)
 	set := config.New("s3-uploader", about)
 	set.FlagSet().SetOutput(stderr)
@@ -56,11 +58,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	prog := progress.New(stderr, progress.Options{})
 	defer prog.Close()
 	log := prog.NewLogger("s3-uploader")
+	if err := adapters.Preflight(ctx, adapters.Checks{Store: &store, Log: log}); err != nil {
+		return err
+	}
 	st, err := store.Open(ctx)
 	if err != nil {
 		return err
 	}
-	u := &uploader.Uploader{Store: st, Cfg: cfg, Log: log, Progress: prog}
+	u := &upload.Uploader{Store: st, Cfg: cfg, Log: log, Progress: prog}
 	sum, err := u.Run(ctx)
 	prog.Close()
 	log.Info().Int("uploaded", sum.Uploaded).Int64("bytes", sum.Bytes).Int("failed", sum.Failed).

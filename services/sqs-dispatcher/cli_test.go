@@ -252,6 +252,68 @@ func TestStatus(t *testing.T) {
 	if s.Tasks == nil || s.Tasks.Running != 2 || s.Tasks.MaxTasks != 4 || len(s.Tasks.Tasks) != 2 || s.Tasks.Tasks[0].Key != "TODO/a.mp4" || s.Tasks.Tasks[0].ARN == "" {
 		t.Errorf("tasks %+v", s.Tasks)
 	}
+	// Every key of the JSON is snake_case, the dead-letter depths included.
+	var doc any
+	jsonField(t, out, &doc)
+	if bad := nonSnakeKeys(doc, ""); len(bad) > 0 {
+		t.Errorf("status --json keys not snake_case: %v\n%s", bad, out)
+	}
+	if !strings.Contains(out, `"dead_letter": {`) || !strings.Contains(out, `"in_flight": 0`) {
+		t.Errorf("status --json lacks the dead-letter depths:\n%s", out)
+	}
+
+	// Without any launcher variable (from a laptop, or a host that only
+	// has the bucket and queue settings), status still works.
+	bare := map[string]string{}
+	for k, v := range m {
+		if !strings.HasPrefix(k, "ECS_") && k != "LAUNCHER" && k != "MAX_TASKS" {
+			bare[k] = v
+		}
+	}
+	out, err = command(t, bare, "status", "--json")
+	if err != nil {
+		t.Fatalf("status without launcher settings: %v", err)
+	}
+	var bs dispatcher.Status
+	jsonField(t, out, &bs)
+	if bs.Objects.Todo.Count != 3 || bs.Work == nil || bs.Work.Visible != 2 || bs.Tasks != nil {
+		t.Errorf("status without launcher settings: %s", out)
+	}
+	if out, err := command(t, bare, "status"); err != nil || !strings.Contains(out, "TODO/    3") || strings.Contains(out, "RUNNING TASKS") {
+		t.Errorf("status table without launcher settings: %v\n%s", err, out)
+	}
+	// The cluster and task definition alone are enough to list tasks (no
+	// subnets or security groups: those are for RunTask).
+	bare["ECS_CLUSTER"], bare["ECS_TASK_DEFINITION"], bare["ECS_ENDPOINT"] = cluster, taskDef, srv.URL
+	if out, err := command(t, bare, "status"); err != nil || !strings.Contains(out, "RUNNING TASKS 2") || !strings.Contains(out, "TODO/b.mp4") {
+		t.Errorf("status with only ECS_CLUSTER and ECS_TASK_DEFINITION: %v\n%s", err, out)
+	}
+}
+
+// nonSnakeKeys lists the object keys in v (decoded JSON) that are not
+// snake_case, with their paths.
+func nonSnakeKeys(v any, path string) []string {
+	var bad []string
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			snake := k != ""
+			for _, r := range k {
+				if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+					snake = false
+				}
+			}
+			if !snake {
+				bad = append(bad, path+"."+k)
+			}
+			bad = append(bad, nonSnakeKeys(e, path+"."+k)...)
+		}
+	case []any:
+		for i, e := range x {
+			bad = append(bad, nonSnakeKeys(e, fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	return bad
 }
 
 func ptr(s string) *string { return &s }
@@ -288,6 +350,15 @@ func TestHelpAndConfigErrors(t *testing.T) {
 	_, err = command(t, map[string]string{"S3_BUCKET": "b", "WORK_QUEUE_URL": "q", "LAUNCHER": "fargate"}, "run")
 	if err == nil || !strings.Contains(err.Error(), "LAUNCHER") {
 		t.Errorf("bad LAUNCHER: %v", err)
+	}
+	for v, val := range map[string]string{"RECONCILE_INTERVAL": "500ms", "RECONCILE_GRACE": "-1s"} {
+		_, err = command(t, map[string]string{"S3_BUCKET": "b", "WORK_QUEUE_URL": "q", "LAUNCHER": "exec", v: val}, "run")
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), v) {
+			t.Errorf("%s=%s: %v", v, val, err)
+		}
+	}
+	if out, _ := command(t, map[string]string{}, "run", "--help"); !strings.Contains(out, "RECONCILE_INTERVAL") || !strings.Contains(out, "s3:ObjectCreated") {
+		t.Errorf("run help lacks the reconcile or the event spellings:\n%s", out)
 	}
 
 	// The processor binary: --help exits 0 and documents its exit statuses;

@@ -218,8 +218,9 @@ func TestKilledTaskRetriesJob(t *testing.T) {
 }
 
 // Duplicate events start one task; events for missing keys, results that
-// exist, other buckets, other prefixes and unreadable bodies start none and
-// are deleted; a message with two records is split.
+// exist, other prefixes and unreadable bodies start none and are deleted; a
+// message with two records is split. (Another bucket's events are kept:
+// TestUnusableMessagesDoNotHoldUpWork.)
 func TestDuplicatesAndInvalidEvents(t *testing.T) {
 	env := awstest.Shared(t)
 	st := env.NewScratchStore(t)
@@ -232,7 +233,6 @@ func TestDuplicatesAndInvalidEvents(t *testing.T) {
 	put(t, st, "DONE/already-hevc.mp4", b)
 	sendEvents(t, env, q.Name(), st.Bucket(), "TODO/dup.mp4", "TODO/dup.mp4", "TODO/dup.mp4",
 		"TODO/gone.mp4", "DONE/x-hevc.mp4", "TODO/readme.txt", "TODO/a/../b.mp4", "TODO/out-hevc.mp4", "TODO/already.mp4")
-	sendEvents(t, env, q.Name(), "another-bucket", "TODO/dup.mp4")
 	two := twoRecords(t, events.Created(st.Bucket(), "TODO/dup.mp4", 1, ""), events.Created(st.Bucket(), "TODO/second.mp4", 1, ""))
 	sendRaw(t, env, q.Name(), "not json", `{"Event":"s3:TestEvent"}`, two)
 
@@ -359,12 +359,13 @@ func TestPoisonJobs(t *testing.T) {
 		st := env.NewScratchStore(t)
 		q := env.NewScratchQueue(t, 2*time.Second, 3)
 		// Its scratch directory does not exist: every attempt fails
-		// transiently (exit 75) without touching the message.
+		// transiently (exit 75) and hands its message back with a backoff
+		// (10 s, 20 s, 40 s).
 		srv := startECS(t, env, ecstest.Options{}, "WORK_DIR=/nonexistent/scratch")
 		put(t, st, "TODO/stuck.mp4", clip(t, false))
 		sendEvents(t, env, q.Name(), st.Bucket(), "TODO/stuck.mp4")
 		dispatch(t, vars(env, st.Bucket(), q.Name(), srv, map[string]string{"START_GRACE": "2s"}))
-		waitFor(t, 2*time.Minute, "the message in the DLQ", func() (bool, error) {
+		waitFor(t, 4*time.Minute, "the message in the DLQ", func() (bool, error) {
 			v, _ := depth(t, env, q.DeadLetterURL())
 			return v == 1 && allStopped(srv), nil
 		})
@@ -372,9 +373,17 @@ func TestPoisonJobs(t *testing.T) {
 		if len(ts) != 3 {
 			t.Errorf("%d attempts, want maxReceiveCount (3)", len(ts))
 		}
-		for _, tk := range ts {
+		for i, tk := range ts {
 			if exitOf(tk) != 75 {
 				t.Errorf("attempt exited %d, want 75 (transient)\n%s", exitOf(tk), srv.Logs(tk.ARN))
+			}
+			// The dispatcher passes the receive count on; the processor
+			// asks for the matching backoff.
+			if got, want := tk.Env["SQS_RECEIVE_COUNT"], fmt.Sprint(i+1); got != want {
+				t.Errorf("attempt %d: SQS_RECEIVE_COUNT %q, want %s", i+1, got, want)
+			}
+			if want := fmt.Sprintf(`"retry_in":%d`, 10000*(1<<i)); !strings.Contains(srv.Logs(tk.ARN), want) {
+				t.Errorf("attempt %d did not hand its message back with %s:\n%s", i+1, want, srv.Logs(tk.ARN))
 			}
 		}
 		if !exists(t, st, "TODO/stuck.mp4") || exists(t, st, "FAILED/stuck.mp4.json") {

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
+	"github.com/hevc-encoder/hevc-encoder/pkg/awserr"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
 	ecslaunch "github.com/hevc-encoder/hevc-encoder/pkg/launch/ecs"
@@ -39,11 +40,28 @@ const commands = `Commands:
 var usages = map[string]string{
 	"run": `Dispatches work-queue events to hevc-processor runs: one ECS task (LAUNCHER=ecs,
 Fargate Spot falling back to Fargate) or one local process (LAUNCHER=exec) per
-file. Events are validated (TODO/<rel>.mp4 within the library rules; anything
-else is deleted), files already in DONE/ are cleaned up instead of encoded, a
-key whose task runs is never launched twice, and at MAX_TASKS running tasks
-nothing is received. A launched job's message stays hidden for START_GRACE,
-until the processor's heartbeat takes over.
+file. Events come as S3 sends them (ObjectCreated:*) or as MinIO does
+(s3:ObjectCreated:*). They are validated (TODO/<rel>.mp4 within the library
+rules; anything else is deleted and logged as a warning with the reason; an
+event for a bucket other than S3_BUCKET is logged as an error and left in the
+queue, to be dead-lettered), files already in DONE/ are cleaned up instead of
+encoded, a key whose task runs is never launched twice, and at MAX_TASKS
+running tasks nothing is received. A launched job's message stays hidden for
+START_GRACE, until the processor's heartbeat takes over. A failed launch, or
+a processor that exits 75 (transient), hands the message back for a retry
+after 10s, 20s, 40s, ... (at most 15m) by its receive count.
+
+Every RECONCILE_INTERVAL, once the work queue is empty, TODO/ objects older
+than RECONCILE_GRACE with no running task and no result in DONE/ or FAILED/
+are re-queued (lost notifications, a purged queue, a .Mp4 spelling), each at
+most once per run of the dispatcher.
+
+At start (every command) the bucket, the queues, the credentials and, with
+LAUNCHER=ecs, the cluster and task definition are checked: a wrong one exits
+at once (status 2) with the variable named, before any message is received.
+Calls refused later for configuration reasons are logged at error level and,
+once they have lasted AUTH_FAIL_AFTER without a success, end the service
+(status 1).
 
 ` + commands,
 	"trigger": `Re-queues work: lists TODO/ (paginated) and sends an S3-event message, in
@@ -58,7 +76,8 @@ result in DONE/.
 ` + commands,
 	"status": `Prints the objects in TODO/, DONE/ and FAILED/, the work and results queues'
 depth (visible and in flight) with their dead-letter queues, and the running
-tasks (LAUNCHER=ecs).
+tasks (LAUNCHER=ecs, when ECS_CLUSTER and ECS_TASK_DEFINITION are set; no
+other launcher setting is needed).
 
   --json      print the status as JSON instead of tables
 
@@ -90,6 +109,7 @@ func (e usageError) Unwrap() error { return e.error }
 type options struct {
 	store    adapters.Store
 	queues   adapters.Queues
+	watch    adapters.Watch
 	cfg      dispatcher.Config
 	launcher string
 	procBin  string
@@ -111,6 +131,7 @@ func (o *options) bind(set *config.Set, cmd string) {
 	o.queues.Bind(set, "required", results)
 	if cmd == "run" {
 		o.cfg.Bind(set)
+		o.watch.Bind(set)
 	}
 	set.String(&o.launcher, "LAUNCHER", "ecs", "how processors start: ecs (one ECS task per file) or exec (hevc-processor as a local child process; alias local)")
 	set.String(&o.procBin, "PROCESSOR_BIN", "hevc-processor", "processor binary for LAUNCHER=exec")
@@ -157,7 +178,7 @@ func (o *options) bind(set *config.Set, cmd string) {
 		if o.ecs.SpotFallbackAfter <= 0 {
 			o.ecs.SpotFallbackAfter = -1
 		}
-		if o.launcher == "ecs" {
+		if o.launcher == "ecs" && cmd != "status" {
 			return o.ecs.Validate()
 		}
 		return nil
@@ -204,18 +225,49 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{fmt.Errorf("unexpected arguments %q", set.Args())}
 	}
 	log := logging.New("sqs-dispatcher")
+	// Before anything is received: a wrong bucket or queue must not get as
+	// far as judging (and deleting) work messages.
+	checks := adapters.Checks{Store: &o.store, Queues: &o.queues, Log: log}
+	if o.launcher == "ecs" && (cmd != "status" || (o.ecs.Cluster != "" && o.ecs.TaskDefinition != "")) {
+		ec := o.ecs
+		ec.Region = o.store.Region
+		checks.ECS = &ec
+	}
+	if err := adapters.Preflight(ctx, checks); err != nil {
+		return usageError{err}
+	}
+	var w *awserr.Watchdog
+	if cmd == "run" {
+		// Credentials revoked or a bucket removed later: error lines, then
+		// an exit after AUTH_FAIL_AFTER instead of retrying forever.
+		w, ctx = awserr.NewWatchdog(ctx, o.watch.FailAfter, log)
+		defer w.Stop()
+	}
 	st, err := o.store.Open(ctx)
 	if err != nil {
 		return err
 	}
+	st = adapters.WatchStore(st, w)
 	q, err := o.queues.Open(ctx, o.queues.Work, o.store.Region)
 	if err != nil {
 		return err
 	}
+	q = adapters.WatchQueue(q, w)
 
 	var l launch.Launcher
 	var wait func()
 	switch {
+	case o.launcher == "ecs" && cmd == "status":
+		// Status only lists tasks, and only when told where: it must work
+		// from any machine with the bucket and queue settings alone.
+		if o.ecs.Cluster != "" && o.ecs.TaskDefinition != "" {
+			o.ecs.Region, o.ecs.Log = o.store.Region, log
+			el, err := ecslaunch.NewLister(ctx, o.ecs)
+			if err != nil {
+				return usageError{err}
+			}
+			l = el
+		}
 	case o.launcher == "ecs":
 		o.ecs.Region, o.ecs.Log = o.store.Region, log
 		el, err := ecslaunch.New(ctx, o.ecs)
@@ -254,11 +306,17 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return s.WriteTable(stdout)
 	}
+	if o.launcher == "ecs" {
+		l = adapters.WatchLauncher(l, w, "ECS cluster "+o.ecs.Cluster)
+	}
 	d := &dispatcher.Dispatcher{Store: st, Queue: q, Launcher: l, Cfg: o.cfg, Log: log}
 	log.Info().Str("launcher", o.launcher).Int("max_tasks", o.maxTasks).Str("queue", q.Name()).Msg("dispatching")
 	err = d.Run(ctx)
 	if wait != nil {
 		wait()
+	}
+	if werr := w.Err(); werr != nil {
+		return werr
 	}
 	return err
 }

@@ -96,6 +96,20 @@ override_resource {
   }
 }
 
+override_resource {
+  target = aws_iam_role.dispatcher_execution
+  values = {
+    arn = "arn:aws:iam::123456789012:role/hevc-encoder-sqs-dispatcher-execution"
+  }
+}
+
+override_resource {
+  target = aws_iam_role.dispatcher
+  values = {
+    arn = "arn:aws:iam::123456789012:role/hevc-encoder-sqs-dispatcher"
+  }
+}
+
 variables {
   aws_region       = "eu-central-1"
   bucket_name      = "my-hevc-bucket"
@@ -147,8 +161,8 @@ run "defaults_are_safe" {
   assert {
     condition = toset([
       for q in aws_s3_bucket_notification.this.queue : "${q.filter_prefix}|${q.filter_suffix}"
-    ]) == toset(["TODO/|.mp4", "TODO/|.MP4", "DONE/|-hevc.mp4"])
-    error_message = "Notifications must be TODO/ + .mp4/.MP4 and DONE/ + -hevc.mp4."
+    ]) == toset(["TODO/|.mp4", "TODO/|.MP4", "DONE/|.mp4"])
+    error_message = "Notifications must be TODO/ + .mp4/.MP4 and DONE/ + .mp4 (results of .MP4 originals end in -hevc-MP4.mp4)."
   }
 
   assert {
@@ -282,12 +296,16 @@ run "defaults_are_safe" {
         aws_iam_role_policy.processor.policy,
         aws_iam_role_policy.dispatcher[0].policy,
         aws_iam_user_policy.home[0].policy,
+        aws_iam_user_policy.service["s3-uploader"].policy,
+        aws_iam_user_policy.service["result-downloader"].policy,
+        aws_iam_user_policy.service["trigger"].policy,
         aws_iam_role_policy.execution.policy,
+        aws_iam_role_policy.dispatcher_execution[0].policy,
         ] : [
         for s in jsondecode(doc).Statement : [
           s.Effect == "Allow",
           !contains(flatten([s.Resource]), "*") || alltrue([
-            for a in flatten([s.Action]) : contains(["ecs:ListTasks", "ecr:GetAuthorizationToken"], a)
+            for a in flatten([s.Action]) : contains(["ecs:ListTasks", "ecr:GetAuthorizationToken", "ecs:DescribeTaskDefinition"], a)
           ]),
           alltrue([for a in flatten([s.Action]) : !strcontains(a, "*")]),
         ]
@@ -305,6 +323,65 @@ run "defaults_are_safe" {
       PassProcessorRoles = ["arn:aws:iam::123456789012:role/hevc-encoder-hevc-processor", "arn:aws:iam::123456789012:role/hevc-encoder-ecs-execution"]
     }
     error_message = "The dispatcher may run the processor's task definition and pass its roles, nothing else."
+  }
+
+  # The dispatcher's own roles are not among those it may pass: its task
+  # runs with its own execution role, and RunTask passes only the
+  # processor's task role and the processor's execution role.
+  assert {
+    condition = (
+      aws_ecs_task_definition.dispatcher[0].execution_role_arn == "arn:aws:iam::123456789012:role/hevc-encoder-sqs-dispatcher-execution" &&
+      aws_ecs_task_definition.processor.execution_role_arn == "arn:aws:iam::123456789012:role/hevc-encoder-ecs-execution" &&
+      aws_ecs_task_definition.processor.task_role_arn == "arn:aws:iam::123456789012:role/hevc-encoder-hevc-processor" &&
+      length(setintersection(
+        toset(flatten([for s in jsondecode(aws_iam_role_policy.dispatcher[0].policy).Statement : s.Resource if contains(flatten([s.Action]), "iam:PassRole")])),
+        toset(["arn:aws:iam::123456789012:role/hevc-encoder-sqs-dispatcher-execution", "arn:aws:iam::123456789012:role/hevc-encoder-sqs-dispatcher"]),
+      )) == 0
+    )
+    error_message = "The dispatcher must have its own execution role and may pass only the processor's roles."
+  }
+
+  # One identity per home service, each with only its own permissions.
+  assert {
+    condition = (
+      toset(keys(aws_iam_user.service)) == toset(["s3-uploader", "result-downloader", "trigger"]) &&
+      aws_iam_user.service["s3-uploader"].name == "hevc-encoder-s3-uploader" &&
+      length(aws_iam_user.home) == 1
+    )
+    error_message = "Each home service needs its own IAM user (and the shared one is on by default)."
+  }
+
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_user_policy.service["s3-uploader"].policy).Statement : s.Sid => [flatten([s.Action]), flatten([s.Resource])]
+      } == {
+      ListBucket                 = [["s3:ListBucket"], ["arn:aws:s3:::my-hevc-bucket"]]
+      UploadWork                 = [["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"], ["arn:aws:s3:::my-hevc-bucket/TODO/*"]]
+      ReadFailuresAndHeadResults = [["s3:GetObject"], ["arn:aws:s3:::my-hevc-bucket/FAILED/*", "arn:aws:s3:::my-hevc-bucket/DONE/*"]]
+    }
+    error_message = "s3-uploader may put TODO/*, read FAILED/* and head DONE/*, nothing else (no queue, no delete)."
+  }
+
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_user_policy.service["result-downloader"].policy).Statement : s.Sid => [flatten([s.Action]), flatten([s.Resource])]
+      } == {
+      ListBucket      = [["s3:ListBucket"], ["arn:aws:s3:::my-hevc-bucket"]]
+      DownloadResults = [["s3:GetObject", "s3:DeleteObject"], ["arn:aws:s3:::my-hevc-bucket/DONE/*"]]
+      ConsumeResults  = [["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], ["arn:aws:sqs:eu-central-1:123456789012:hevc-encoder-results"]]
+    }
+    error_message = "result-downloader may get/delete DONE/* and consume the results queue, nothing else."
+  }
+
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_user_policy.service["trigger"].policy).Statement : alltrue([
+        for a in flatten([s.Action]) : !contains(["s3:PutObject", "s3:DeleteObject", "ecs:RunTask", "iam:PassRole"], a) && !(a == "s3:GetObject" && flatten([s.Resource]) != ["arn:aws:s3:::my-hevc-bucket/FAILED/*"])
+      ])
+      ]) && contains(flatten([
+        for s in jsondecode(aws_iam_user_policy.service["trigger"].policy).Statement : flatten([s.Action]) if flatten([s.Resource]) == ["arn:aws:sqs:eu-central-1:123456789012:hevc-encoder-work"]
+    ]), "sqs:SendMessage")
+    error_message = "trigger may send to the work queue and read FAILED/*, but write or delete no object and start no task."
   }
 
   assert {

@@ -24,9 +24,9 @@ import (
 	queuelocal "github.com/hevc-encoder/hevc-encoder/pkg/queue/local"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage/fs"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 	"github.com/hevc-encoder/hevc-encoder/services/hevc-processor/processor"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
-	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 	"github.com/hevc-encoder/hevc-encoder/services/sqs-dispatcher/dispatcher"
 )
 
@@ -123,7 +123,7 @@ func RunOn(ctx context.Context, o Options, b Backend) (Summary, error) {
 		log.Info().Int("jobs", res.Sent).Msg("resuming work left by an earlier run")
 	}
 
-	up := &uploader.Uploader{Store: store, Log: o.Logger("s3-uploader"), Cfg: uploader.Config{
+	up := &upload.Uploader{Store: store, Log: o.Logger("s3-uploader"), Cfg: upload.Config{
 		Root: o.Library, Include: "*.mp4", MinAge: o.MinAge, Concurrency: 2,
 	}}
 	upSum, upErr := up.Run(ctx)

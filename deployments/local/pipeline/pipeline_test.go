@@ -21,8 +21,8 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/media/mediatest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage/fs"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 	"github.com/hevc-encoder/hevc-encoder/services/hevc-processor/processor"
-	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 )
 
 // clip is one library file of a test and what should become of it.
@@ -206,7 +206,7 @@ func acceptance(t *testing.T, root string, store storage.Store, runOnce func() S
 			}
 		}
 	}
-	if sum.Converted != 4 || len(sum.Failed) != 3 || sum.Skipped[uploader.SkipSibling] != 1 || sum.Skipped[uploader.SkipHevc] != 1 {
+	if sum.Converted != 4 || len(sum.Failed) != 3 || sum.Skipped[upload.SkipSibling] != 1 || sum.Skipped[upload.SkipHevc] != 1 {
 		t.Errorf("summary: converted %d, failed %v, skipped %v", sum.Converted, sum.Failed, sum.Skipped)
 	}
 	if sum.BytesAfter >= sum.BytesBefore || sum.BytesAfter == 0 {
@@ -228,7 +228,7 @@ func acceptance(t *testing.T, root string, store storage.Store, runOnce func() S
 		return nil
 	})
 	sum2 := runOnce()
-	if sum2.Converted != 0 || len(sum2.Failed) != 0 || sum2.Skipped[uploader.SkipFailed] != 3 {
+	if sum2.Converted != 0 || len(sum2.Failed) != 0 || sum2.Skipped[upload.SkipFailed] != 3 {
 		t.Errorf("second run: converted %d, failed %v, skipped %v", sum2.Converted, sum2.Failed, sum2.Skipped)
 	}
 	for p, s := range after {

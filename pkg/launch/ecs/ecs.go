@@ -136,6 +136,9 @@ type Launcher struct {
 	client *ecs.Client
 	cfg    Config
 	family string
+	// listOnly is why Launch cannot run (NewLister without the launch
+	// settings); nil otherwise.
+	listOnly error
 
 	mu           sync.Mutex
 	known        map[string]*known // task ARN → its key (from RunTask or DescribeTasks)
@@ -203,6 +206,37 @@ func New(ctx context.Context, cfg Config) (*Launcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ecs launcher: %w", err)
 	}
+	return newLauncher(ctx, cfg)
+}
+
+// NewLister builds a launcher that is only used to list the running tasks
+// (InFlight, Tasks: the status command): it needs ECS_CLUSTER and
+// ECS_TASK_DEFINITION (and ECS_CONTAINER_NAME), not the network settings
+// that only RunTask uses. Launch with it fails.
+func NewLister(ctx context.Context, cfg Config) (*Launcher, error) {
+	err := cfg.Validate()
+	var errs []error
+	if cfg.Cluster == "" {
+		errs = append(errs, errors.New("ECS_CLUSTER is required"))
+	}
+	if cfg.TaskDefinition == "" {
+		errs = append(errs, errors.New("ECS_TASK_DEFINITION is required"))
+	}
+	if cfg.Container == "" {
+		errs = append(errs, errors.New("ECS_CONTAINER_NAME is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("ecs task listing: %w", err)
+	}
+	l, lerr := newLauncher(ctx, cfg)
+	if lerr != nil {
+		return nil, lerr
+	}
+	l.listOnly = err // nil when the configuration could launch too
+	return l, nil
+}
+
+func newLauncher(ctx context.Context, cfg Config) (*Launcher, error) {
 	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Region: cfg.Region, MaxAttempts: cfg.MaxAttempts, MaxBackoff: cfg.MaxBackoff, HTTPClient: cfg.HTTPClient})
 	if err != nil {
 		return nil, fmt.Errorf("ecs launcher: load AWS config: %w", err)
@@ -432,6 +466,9 @@ func tagValue(s string) string {
 func (l *Launcher) Launch(ctx context.Context, job launch.Job) error {
 	if job.Key == "" {
 		return errors.New("ecs launch: job has no key")
+	}
+	if l.listOnly != nil {
+		return fmt.Errorf("ecs launch %s: %w", job.Key, l.listOnly)
 	}
 	log := l.cfg.Log.With().Str("key", job.Key).Logger()
 	lerr := &LaunchError{Key: job.Key}

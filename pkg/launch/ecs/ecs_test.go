@@ -60,7 +60,7 @@ func setup(t *testing.T, opts ecstest.Options, mod func(*ecs.Config)) (*ecstest.
 }
 
 func job(key string) launch.Job {
-	return launch.Job{Bucket: "media", Key: key, QueueURL: "http://127.0.0.1:1/000000000000/work", Receipt: "receipt+/=" + key}
+	return launch.Job{Bucket: "media", Key: key, QueueURL: "http://127.0.0.1:1/000000000000/work", Receipt: "receipt+/=" + key, ReceiveCount: 2}
 }
 
 func onlyTask(t *testing.T, srv *ecstest.Server, key string) ecstest.Task {

@@ -39,6 +39,9 @@ type Config struct {
 	// DLQURLOrName is the dead-letter queue; empty: the RedrivePolicy's
 	// deadLetterTargetArn, if any.
 	DLQURLOrName string
+	// NoDeadLetter skips the dead-letter lookup (GetQueueAttributes): for
+	// hevc-processor, whose role may only heartbeat and delete its message.
+	NoDeadLetter bool
 	Region       string
 	// Endpoint overrides the SQS endpoint; empty for AWS, or for a local
 	// server whose queue URL (http://host:port/…) then gives the endpoint.
@@ -84,10 +87,35 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 		if q.dlq, err = resolve(ctx, client, cfg.DLQURLOrName, ""); err != nil {
 			return nil, err
 		}
-	} else if q.dlq, err = q.dlqFromPolicy(ctx); err != nil {
-		return nil, err
+	} else if !cfg.NoDeadLetter {
+		if q.dlq, err = q.dlqFromPolicy(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return q, nil
+}
+
+// Check asks the server once, without retries, whether the queue exists
+// and these credentials may use it: GetQueueUrl for a name, then
+// GetQueueAttributes (QueueArn). The error is the SDK's, for
+// awserr.Classify.
+func Check(ctx context.Context, cfg Config) error {
+	if cfg.QueueURLOrName == "" {
+		return errors.New("sqs queue: queue URL or name is required")
+	}
+	cfg.MaxAttempts = 1
+	client, err := NewClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	url, err := resolve(ctx, client, cfg.QueueURLOrName, "")
+	if err != nil {
+		return err
+	}
+	_, err = client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	return err
 }
 
 // NewClient builds the SDK client that New uses.
@@ -357,6 +385,7 @@ func depth(ctx context.Context, client *sqs.Client, url string) (queue.Depth, er
 		AttributeNames: []types.QueueAttributeName{
 			types.QueueAttributeNameApproximateNumberOfMessages,
 			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
 		},
 	})
 	if err != nil {
@@ -364,7 +393,8 @@ func depth(ctx context.Context, client *sqs.Client, url string) (queue.Depth, er
 	}
 	visible, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
 	inFlight, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return queue.Depth{Visible: visible, InFlight: inFlight}, nil
+	delayed, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesDelayed)])
+	return queue.Depth{Visible: visible, InFlight: inFlight, Delayed: delayed}, nil
 }
 
 // ErrNoDeadLetterQueue is returned by Redrive and DeadLetterDepth on a queue

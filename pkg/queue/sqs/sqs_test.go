@@ -183,3 +183,26 @@ func TestRedriveLimit(t *testing.T) {
 		t.Fatalf("%d of 13 messages back on the queue", len(ms))
 	}
 }
+
+// TestNoDeadLetterAndCheck: NoDeadLetter opens a queue without reading its
+// attributes (hevc-processor's role may only heartbeat and delete); Check
+// answers the SQS error of a queue that does not exist.
+func TestNoDeadLetterAndCheck(t *testing.T) {
+	env := awstest.Shared(t)
+	cfg := env.QueueConfig(env.WorkQueueURL)
+	cfg.NoDeadLetter = true
+	q, err := sqsqueue.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.DeadLetterDepth(ctx); q.DeadLetterURL() != "" || !errors.Is(err, sqsqueue.ErrNoDeadLetterQueue) {
+		t.Errorf("NoDeadLetter: DLQ %q, depth error %v", q.DeadLetterURL(), err)
+	}
+	if err := sqsqueue.Check(ctx, env.QueueConfig(env.WorkQueueURL)); err != nil {
+		t.Errorf("check of the work queue: %v", err)
+	}
+	missing := env.QueueConfig(strings.TrimSuffix(env.SQSEndpoint, "/") + "/000000000000/no-such-queue")
+	if err := sqsqueue.Check(ctx, missing); err == nil || !strings.Contains(err.Error(), "NonExistentQueue") {
+		t.Errorf("check of a missing queue: %v", err)
+	}
+}

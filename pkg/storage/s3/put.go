@@ -77,18 +77,19 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	delete(meta, storage.MetaSHA256)
 
 	hint := sizeHint(r, opts.Size)
+	part := partSizeFor(s.part, hint)
 	var first []byte
-	if hint >= 0 && hint < s.part {
+	if hint >= 0 && hint < part {
 		first = make([]byte, hint+1) // +1 to see EOF without another read
 	} else {
-		first = s.buffer()
+		first = s.bufferOf(part)
 	}
 	n, eof, err := fill(r, first)
 	if err != nil {
 		return storage.Object{}, fmt.Errorf("s3 put %s: read source: %w", key, err)
 	}
-	if !eof && int64(len(first)) < s.part { // the size hint was wrong
-		b := s.buffer()
+	if !eof && int64(len(first)) < part { // the size hint was wrong
+		b := s.bufferOf(part)
 		copy(b, first[:n])
 		m, e, err := fill(r, b[n:])
 		if err != nil {
@@ -136,13 +137,38 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	}
 	if exp.sha256 != "" {
 		meta[storage.MetaSHA256] = exp.sha256
-		size, _, err := s.putMultipart(ctx, key, first[:n], rest, meta, exp)
+		size, _, err := s.putMultipart(ctx, key, first[:n], rest, meta, exp, part)
 		if err != nil {
 			return storage.Object{}, err
 		}
 		return storage.Object{Key: key, Size: size, Modified: time.Now().UTC(), SHA256: exp.sha256, Metadata: meta}, nil
 	}
-	return s.putStaged(ctx, key, first[:n], rest, meta)
+	return s.putStaged(ctx, key, first[:n], rest, meta, part)
+}
+
+// partSizeFor is the multipart part size for an object of size bytes
+// (negative: unknown): the configured size (S3_PART_SIZE), grown when the
+// object would not fit S3's 10000 parts to ceil(size/10000) rounded up to
+// a MiB. At the 16 MiB default that is every object over 156 GiB; S3's
+// largest object (5 TiB) gets 525 MiB parts. A stream of unknown size
+// keeps the configured size (and fails beyond 10000 parts).
+func partSizeFor(configured, size int64) int64 {
+	if size <= 0 {
+		return configured
+	}
+	const mib = 1 << 20
+	need := (size + maxParts - 1) / maxParts
+	need = (need + mib - 1) / mib * mib
+	return max(configured, need)
+}
+
+// bufferOf returns a part buffer of part bytes: pooled at the configured
+// size, allocated (and dropped by release) when grown for a large object.
+func (s *Store) bufferOf(part int64) []byte {
+	if part == s.part {
+		return s.buffer()
+	}
+	return make([]byte, part)
 }
 
 // expect is what an upload must turn out to be.
@@ -197,11 +223,11 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte, meta map
 	return storage.Object{Key: key, Size: int64(len(data)), Modified: time.Now().UTC(), SHA256: got, Metadata: meta}, nil
 }
 
-// putMultipart uploads first followed by r as a multipart upload with a
-// full-object CRC32C. It returns the size and hex SHA-256 of what it read
-// (not computed when exp.prehashed); when what it read differs from exp it
-// aborts the upload.
-func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader, meta map[string]string, exp expect) (int64, string, error) {
+// putMultipart uploads first followed by r as a multipart upload of part
+// bytes per part (first is the first part) with a full-object CRC32C. It
+// returns the size and hex SHA-256 of what it read (not computed when
+// exp.prehashed); when what it read differs from exp it aborts the upload.
+func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader, meta map[string]string, exp expect, part int64) (int64, string, error) {
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:            &s.bucket,
 		Key:               &key,
@@ -271,11 +297,11 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 			break
 		}
 		if num == maxParts {
-			readErr = fmt.Errorf("s3 put %s: more than %d parts of %d bytes", key, maxParts, s.part)
+			readErr = fmt.Errorf("s3 put %s: more than %d parts of %d bytes", key, maxParts, part)
 			break
 		}
 		if allocated < s.conc {
-			buf = s.buffer()
+			buf = s.bufferOf(part)
 			allocated++
 		} else {
 			select {
@@ -341,11 +367,11 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 // putStaged uploads an unseekable stream of unknown SHA-256 to a staging key,
 // then copies it to key with the SHA-256 in its metadata, so that key
 // appears once, complete, with its metadata (one ObjectCreated event).
-func (s *Store) putStaged(ctx context.Context, key string, first []byte, r io.Reader, meta map[string]string) (storage.Object, error) {
+func (s *Store) putStaged(ctx context.Context, key string, first []byte, r io.Reader, meta map[string]string, part int64) (storage.Object, error) {
 	var rnd [12]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := stagingPrefix + hex.EncodeToString(rnd[:])
-	size, sum, err := s.putMultipart(ctx, tmp, first, r, meta, expect{})
+	size, sum, err := s.putMultipart(ctx, tmp, first, r, meta, expect{}, part)
 	if err != nil {
 		return storage.Object{}, fmt.Errorf("s3 put %s: stage: %w", key, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -166,9 +167,12 @@ func (s *Store) Head(ctx context.Context, key string) (storage.Object, error) {
 }
 
 // List returns one page of keys under prefix (ListObjectsV2; the token is
-// the continuation token).
+// the continuation token). Keys are requested URL-encoded and decoded here:
+// the XML of a plain listing cannot carry characters XML 1.0 lacks (U+0001
+// and most other C0 controls), and one such key, put by any other tool,
+// would make the whole page (and every walk of TODO/ or DONE/) unreadable.
 func (s *Store) List(ctx context.Context, prefix, token string, max int) (storage.ListPage, error) {
-	in := &s3.ListObjectsV2Input{Bucket: &s.bucket}
+	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, EncodingType: types.EncodingTypeUrl}
 	if prefix != "" {
 		in.Prefix = &prefix
 	}
@@ -184,8 +188,12 @@ func (s *Store) List(ctx context.Context, prefix, token string, max int) (storag
 	}
 	page := storage.ListPage{Objects: make([]storage.Object, 0, len(out.Contents))}
 	for _, o := range out.Contents {
+		key, err := decodeKey(out.EncodingType, aws.ToString(o.Key))
+		if err != nil {
+			return storage.ListPage{}, fmt.Errorf("s3 list %q: %w", prefix, err)
+		}
 		page.Objects = append(page.Objects, storage.Object{
-			Key:      aws.ToString(o.Key),
+			Key:      key,
 			Size:     aws.ToInt64(o.Size),
 			Modified: aws.ToTime(o.LastModified),
 		})
@@ -194,6 +202,21 @@ func (s *Store) List(ctx context.Context, prefix, token string, max int) (storag
 		page.Next = aws.ToString(out.NextContinuationToken)
 	}
 	return page, nil
+}
+
+// decodeKey undoes encoding-type=url, as S3 applies it (and the AWS SDKs
+// for Python and Java undo it): a space is '+', a '+' is %2B. A server that
+// ignored the request and answered plain keys says so by leaving out
+// EncodingType; its keys are taken as they are.
+func decodeKey(enc types.EncodingType, key string) (string, error) {
+	if enc != types.EncodingTypeUrl {
+		return key, nil
+	}
+	k, err := url.QueryUnescape(key)
+	if err != nil {
+		return "", fmt.Errorf("URL-decode listed key %q: %w", key, err)
+	}
+	return k, nil
 }
 
 // Delete removes key; a missing key is not an error.
@@ -273,4 +296,19 @@ func (s *Store) release(b []byte) {
 		b = b[:s.part]
 		s.pool.Put(&b)
 	}
+}
+
+// Check asks the server once, without retries, whether the bucket exists
+// and these credentials may list it: a ListObjectsV2 of at most one key
+// under TODO/. A GET, not HeadBucket: a HEAD's error has no body, so it
+// cannot tell a wrong secret (SignatureDoesNotMatch) from a bucket that is
+// not ours (AccessDenied). The error is the SDK's, for awserr.Classify.
+func Check(ctx context.Context, cfg Config) error {
+	cfg.MaxAttempts = 1
+	st, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	_, err = st.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &st.bucket, Prefix: aws.String("TODO/"), MaxKeys: aws.Int32(1)})
+	return err
 }

@@ -394,7 +394,7 @@ func TestNotificationsReachSQS(t *testing.T) {
 					if r.Key == "TODO/notes.txt" {
 						t.Errorf("TODO/notes.txt reached the %s queue", tc.name)
 					}
-					if r.Key == tc.key && r.Bucket == env.Bucket && strings.HasPrefix(r.EventName, "ObjectCreated:") {
+					if r.Key == tc.key && r.Bucket == env.Bucket && events.IsObjectCreated(r.EventName) {
 						found = true
 					}
 				}

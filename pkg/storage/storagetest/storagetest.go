@@ -155,6 +155,35 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store, o Options) {
 		}
 	})
 
+	// Issue 15, point 3: a job must not delete an object replaced while it
+	// ran; deleting the version it worked on succeeds, a missing key too.
+	t.Run("DeleteIfSHA256", func(t *testing.T) {
+		s := newStore(t)
+		key := "TODO/cond/clip.mp4"
+		v1, v2 := []byte("version one"), []byte("version two, saved later")
+		if _, err := s.Put(ctx, key, bytes.NewReader(v1), storage.PutOptions{Size: int64(len(v1))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, key, bytes.NewReader(v2), storage.PutOptions{Size: int64(len(v2))}); err != nil {
+			t.Fatal(err)
+		}
+		if err := storage.DeleteIfSHA256(ctx, s, key, sum(v1)); !errors.Is(err, storage.ErrChanged) {
+			t.Fatalf("delete of a replaced version: %v, want ErrChanged", err)
+		}
+		if obj, err := s.Head(ctx, key); err != nil || obj.SHA256 != sum(v2) {
+			t.Fatalf("LOST: the newer version: %+v, %v", obj, err)
+		}
+		if err := storage.DeleteIfSHA256(ctx, s, key, sum(v2)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := storage.Exists(ctx, s, key); ok || err != nil {
+			t.Fatalf("not deleted: %v, %v", ok, err)
+		}
+		if err := storage.DeleteIfSHA256(ctx, s, key, sum(v2)); err != nil {
+			t.Fatalf("missing key: %v", err)
+		}
+	})
+
 	t.Run("RejectsUnsafeKeys", func(t *testing.T) {
 		s := newStore(t)
 		for _, k := range []string{"../x.mp4", "/abs.mp4", "TODO/../../x.mp4", "TODO//x.mp4"} {

@@ -16,14 +16,18 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 )
 
-// verifyAndUpload checks out against its input (media.VerifyDecoded: probe
-// and a read of every packet; the video was decoded during the encode)
-// while uploading it to key, so that the upload costs no time of its own. The upload streams the file but withholds its end until the
+// verifyAndUpload checks out against its input (media.VerifyEncoded: probe
+// and a read of every packet, the video having been decoded during the
+// encode; and, alongside, VerifyResult's checks, which the
+// result-downloader runs too: display size, frame rate and count, and
+// sampled pictures compared with the original, read from input, a path or
+// the input proxy's URL) while
+// uploading it to key, so that the upload costs no time of its own. The upload streams the file but withholds its end until the
 // verification is over: the store commits an object only after reading to
 // EOF, so DONE/ appears only for a verified output. A failed verification
 // aborts the upload (nothing is committed) and is returned as is (it
 // wraps media.ErrVerify when the output does not match).
-func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, decoded media.Decoded, out, key string, size int64, md map[string]string) error {
+func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, input string, decoded media.Decoded, out, key string, size int64, md map[string]string) error {
 	// The SHA-256 goes into the object's metadata, which S3 fixes when a
 	// multipart upload starts: hash first (a fraction of a second per
 	// 100 MB), then stream.
@@ -45,7 +49,9 @@ func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, decode
 	v := &verdict{done: make(chan struct{})}
 	go func() {
 		defer close(v.done)
-		if _, err := media.VerifyDecoded(vctx, info, out, decoded); err != nil {
+		// info is the input's probe: VerifyEncoded probes neither file again.
+		_, err := media.VerifyEncoded(vctx, info, input, out, decoded)
+		if err = redact(err, input); err != nil {
 			v.err = err
 			cancelUpload(err) // stop sending parts nobody will commit
 			return
@@ -70,6 +76,62 @@ func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, decode
 		return uerr
 	}
 	return nil
+}
+
+// earlyProbe is the probe of a streamed input, started before the HEAD
+// of the TODO/ object has answered: it needs only the key (the input
+// proxy takes the size and the recorded SHA-256 from its first response,
+// and input checks them against the HEAD's). It saves the HEAD's round
+// trip; the HEAD still
+// decides first (gone, empty, a configuration error), and a nil
+// *earlyProbe (no streaming) probes when asked, as before.
+type earlyProbe struct {
+	px     *inputProxy
+	cancel context.CancelFunc
+	done   chan struct{}
+	info   media.Info
+	err    error
+}
+
+// probeEarly starts the probe, or returns nil when the input is not
+// streamed (it must be downloaded first) or the proxy cannot start (input
+// then tries again and reports it).
+func (p *Processor) probeEarly(ctx context.Context, key string) *earlyProbe {
+	ps, ok := p.Store.(storage.Presigner)
+	if !ok || !p.Cfg.StreamInput {
+		return nil
+	}
+	px, err := startInputProxy(ps, key, -1)
+	if err != nil {
+		return nil
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	e := &earlyProbe{px: px, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		e.info, e.err = media.Probe(pctx, px.URL)
+	}()
+	return e
+}
+
+// result is the probe's outcome (of in, probed now, for a nil e).
+func (e *earlyProbe) result(ctx context.Context, in string) (media.Info, error) {
+	if e == nil {
+		return media.Probe(ctx, in)
+	}
+	<-e.done
+	return e.info, e.err
+}
+
+// close stops the probe if it still runs, and the proxy (which the
+// encode and the verification read through: call it when the job ends).
+func (e *earlyProbe) close() {
+	if e == nil {
+		return
+	}
+	e.cancel()
+	<-e.done
+	e.px.Close()
 }
 
 // verdict is the outcome of the verification, known once done is closed.

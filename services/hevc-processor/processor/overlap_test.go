@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,9 +16,9 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage/fs"
 )
 
-// encoded returns a small H.264 clip's Info, its HEVC encode and what the
-// live decode saw of it.
-func encoded(t *testing.T) (media.Info, string, media.Decoded) {
+// encoded returns a small H.264 clip's Info and path, its HEVC encode and
+// what the live decode saw of it.
+func encoded(t *testing.T) (media.Info, string, string, media.Decoded) {
 	t.Helper()
 	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
@@ -36,18 +37,18 @@ func encoded(t *testing.T) (media.Info, string, media.Decoded) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info, out, d
+	return info, in, out, d
 }
 
 func TestVerifyAndUploadCommitsVerifiedOutput(t *testing.T) {
-	info, out, d := encoded(t)
+	info, in, out, d := encoded(t)
 	st, err := fs.New(t.TempDir(), "b")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &Processor{Store: st, Log: zerolog.Nop()}
 	key := "DONE/a/clip-hevc.mp4"
-	if err := p.verifyAndUpload(context.Background(), info, d, out, key, 0, map[string]string{"duration": "1.000"}); err != nil {
+	if err := p.verifyAndUpload(context.Background(), info, in, d, out, key, 0, map[string]string{"duration": "1.000"}); err != nil {
 		t.Fatal(err)
 	}
 	obj, err := st.Head(context.Background(), key)
@@ -63,7 +64,7 @@ func TestVerifyAndUploadCommitsVerifiedOutput(t *testing.T) {
 // An output that does not match its input must never reach DONE/, even
 // though its upload started before the verdict.
 func TestVerifyAndUploadCommitsNothingWhenVerificationFails(t *testing.T) {
-	info, out, d := encoded(t)
+	info, in, out, d := encoded(t)
 	info.Duration += 30 // the output is now far too short
 	st, err := fs.New(t.TempDir(), "b")
 	if err != nil {
@@ -71,7 +72,7 @@ func TestVerifyAndUploadCommitsNothingWhenVerificationFails(t *testing.T) {
 	}
 	p := &Processor{Store: st, Log: zerolog.Nop()}
 	key := "DONE/a/clip-hevc.mp4"
-	err = p.verifyAndUpload(context.Background(), info, d, out, key, 0, nil)
+	err = p.verifyAndUpload(context.Background(), info, in, d, out, key, 0, nil)
 	if !errors.Is(err, media.ErrVerify) {
 		t.Fatalf("err = %v, want ErrVerify", err)
 	}
@@ -81,6 +82,32 @@ func TestVerifyAndUploadCommitsNothingWhenVerificationFails(t *testing.T) {
 	var perm permanent
 	if !errors.As(verifyFailure("a/clip", "TODO/a/clip.mp4", err), &perm) {
 		t.Fatalf("a mismatch must be permanent")
+	}
+}
+
+// Issue 15 point 2: the processor runs media.VerifyResult before DONE/ is
+// committed: a result that probes and decodes fine but does not show the
+// original's picture (here the original is the clip turned upside down)
+// is refused and nothing is committed.
+func TestVerifyAndUploadRefusesAnotherPicture(t *testing.T) {
+	info, in, out, d := encoded(t)
+	flipped := filepath.Join(t.TempDir(), "flipped.mp4")
+	if b, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", "file:"+in, "-map", "0",
+		"-vf", "hflip,vflip", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", "file:"+flipped).CombinedOutput(); err != nil {
+		t.Fatalf("flip: %v %s", err, b)
+	}
+	st, err := fs.New(t.TempDir(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Processor{Store: st, Log: zerolog.Nop()}
+	key := "DONE/a/clip-hevc.mp4"
+	err = p.verifyAndUpload(context.Background(), info, flipped, d, out, key, 0, nil)
+	if !errors.Is(err, media.ErrVerify) || !strings.Contains(err.Error(), "picture differs") {
+		t.Fatalf("err = %v, want ErrVerify naming the picture", err)
+	}
+	if ok, _ := storage.Exists(context.Background(), st, key); ok {
+		t.Fatalf("%s was committed although the picture differs", key)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -116,6 +117,9 @@ func (p *Processor) Process(ctx context.Context, job launch.Job) (Result, error)
 		}
 		log.Error().Str("reason", res.Reason).Msg("failed permanently; original kept, recorded in FAILED/")
 	default:
+		// Hand the job back now, with a backoff, rather than after the
+		// visibility the heartbeat (or the dispatcher's start grace) set.
+		p.retryLater(ctx, job, log)
 		log.Warn().Err(err).Msg("transient failure; the message will be redelivered")
 		return res, err
 	}
@@ -138,8 +142,18 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		return Result{Outcome: Failed, Reason: err.Error()}, nil
 	}
 	doneKey, _ := library.DoneKey(rel)
+	// Streaming, the input's probe needs only the key: it runs while the
+	// HEAD is answered, and the HEAD's findings come first (overlap.go).
+	early := p.probeEarly(ctx, job.Key)
+	defer early.close()
 	src, err := p.Store.Head(ctx, job.Key)
 	if errors.Is(err, storage.ErrNotFound) {
+		// A HEAD answers 404 for a missing bucket too: only a listing that
+		// works makes the key "gone". NoSuchBucket or AccessDenied is our
+		// configuration (awserr.IsConfig), never "already processed".
+		if _, lerr := p.Store.List(ctx, job.Key, "", 1); lerr != nil {
+			return Result{}, fmt.Errorf("head %s: not found, and the bucket cannot be listed: %w", job.Key, lerr)
+		}
 		log.Info().Msg("TODO object is gone (already processed); nothing to do")
 		return Result{Outcome: Gone}, nil
 	}
@@ -152,21 +166,29 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 		return res, permanent{fmt.Errorf("%s is empty (0 bytes)", rel)}
 	}
 
+	// Scratch space for input (unless streamed), output and the live
+	// decode's copy, checked before anything is written (disk.go).
+	_, streamed := p.Store.(storage.Presigner)
+	streamed = streamed && p.Cfg.StreamInput
+	if err := p.checkSpace(rel, src.Size, streamed, job); err != nil {
+		return res, err
+	}
 	dir, err := os.MkdirTemp(p.Cfg.WorkDir, "job-*")
 	if err != nil {
 		return res, fmt.Errorf("work directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "output.mp4")
-	in, err := p.input(ctx, job.Key, dir)
+	in, closeInput, err := p.input(ctx, job.Key, src.Size, src.SHA256, dir, early)
 	if err != nil {
-		return res, err
+		return res, p.noSpace(rel, src.Size, streamed, job, err)
 	}
+	defer closeInput()
 
-	info, err := media.Probe(ctx, in)
+	info, err := early.result(ctx, in)
 	if errors.Is(err, media.ErrBadInput) {
 		// Name the library file, not our scratch copy.
-		return res, permanent{fmt.Errorf("%s is not a readable video: %s", rel, strings.ReplaceAll(err.Error(), in, "input"))}
+		return res, permanent{fmt.Errorf("%s is not a readable video: %s", rel, mediaReason(err, in, rel))}
 	}
 	if err != nil {
 		return res, fmt.Errorf("probe %s: %w", job.Key, redact(err, in))
@@ -180,7 +202,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	plan, err := media.NewPlan(info, p.Cfg.Settings)
 	if err != nil {
-		return res, permanent{fmt.Errorf("plan encode of %s: %w", rel, err)}
+		return res, permanent{fmt.Errorf("%s cannot be encoded: %s", rel, mediaReason(err, in, rel))}
 	}
 	if len(plan.Dropped) > 0 {
 		log.Info().Strs("dropped", plan.Dropped).Msg("streams MP4 cannot carry are dropped")
@@ -192,9 +214,10 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	if err != nil {
 		if errors.Is(err, media.ErrBadInput) {
-			return res, permanent{fmt.Errorf("%s cannot be decoded: %s", rel, strings.ReplaceAll(err.Error(), in, "input"))}
+			// media says "<input> cannot be decoded: …" or "… is truncated: …".
+			return res, permanent{errors.New(mediaReason(err, in, rel))}
 		}
-		return res, fmt.Errorf("encode %s: %w", job.Key, redact(err, in))
+		return res, p.noSpace(rel, src.Size, streamed, job, fmt.Errorf("encode %s: %w", job.Key, redact(err, in)))
 	}
 	log.Info().Int64("frames", decoded.Frames).Dur("decode_tail", decoded.Tail).Msg("encoded; video decoded during the encode")
 	st, err := os.Stat(out)
@@ -226,7 +249,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	// Verification and upload overlap; DONE/ is committed only once the
 	// output is verified (overlap.go).
 	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("verifying and uploading result")
-	if err := p.verifyAndUpload(log.WithContext(ctx), info, decoded, out, doneKey, res.OutSize, md); err != nil {
+	if err := p.verifyAndUpload(log.WithContext(ctx), info, in, decoded, out, doneKey, res.OutSize, md); err != nil {
 		if errors.Is(err, media.ErrVerify) {
 			return res, verifyFailure(rel, job.Key, err)
 		}
@@ -234,26 +257,35 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	log.Debug().Msg("verified and uploaded")
 	// Only now, with the verified result durable, is the work object removed.
-	if err := p.Store.Delete(ctx, job.Key); err != nil {
+	if err := p.deleteTodo(ctx, job.Key, src, log); err != nil {
 		return res, fmt.Errorf("delete %s after upload: %w", job.Key, err)
 	}
 	res.Outcome = Done
 	return res, nil
 }
 
-// input returns what ffmpeg reads: a presigned URL when the store offers
-// one and streaming is on (encoding overlaps the transfer), else a local
-// copy downloaded (and checksum-verified) into dir.
-func (p *Processor) input(ctx context.Context, key, dir string) (string, error) {
-	if ps, ok := p.Store.(storage.Presigner); ok && p.Cfg.StreamInput {
-		u, err := ps.PresignGet(ctx, key, 12*time.Hour)
-		if err != nil {
-			return "", fmt.Errorf("presign %s: %w", key, err)
+// input returns what ffmpeg reads, and a function to call when done with
+// it: when the store presigns and streaming is on (encoding overlaps the
+// transfer), the URL of a loopback proxy to the object (inputproxy.go: no
+// presigned URL in ffmpeg's arguments, each one short-lived, every read
+// pinned to the object's ETag; early's, when the probe started it); else
+// a local copy downloaded (and checksum-verified) into dir.
+func (p *Processor) input(ctx context.Context, key string, size int64, sha, dir string, early *earlyProbe) (string, func(), error) {
+	if early != nil {
+		if err := early.px.expect(size, sha); err != nil {
+			return "", nil, err
 		}
-		return u, nil
+		return early.px.URL, func() {}, nil // early.close stops it
+	}
+	if ps, ok := p.Store.(storage.Presigner); ok && p.Cfg.StreamInput {
+		px, err := startInputProxy(ps, key, size)
+		if err != nil {
+			return "", nil, err
+		}
+		return px.URL, px.Close, nil
 	}
 	in := filepath.Join(dir, "input.mp4")
-	return in, p.download(ctx, key, in)
+	return in, func() {}, p.download(ctx, key, in)
 }
 
 func (p *Processor) download(ctx context.Context, key, dst string) error {
@@ -336,6 +368,41 @@ func (p *Processor) release(job launch.Job, log zerolog.Logger) {
 	}
 	log.Warn().Msg("interrupted; message made visible again for a retry")
 }
+
+// retryLater makes the work message reappear after queue.RetryDelay of its
+// receive count: a transient failure (the store restarting, a network
+// blip) is retried within seconds, and a lasting one ever more slowly until
+// maxReceiveCount dead-letters it.
+func (p *Processor) retryLater(ctx context.Context, job launch.Job, log zerolog.Logger) {
+	if p.Queue == nil || job.Receipt == "" {
+		return
+	}
+	delay := queue.RetryDelay(job.ReceiveCount)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.Queue.ChangeVisibility(ctx, job.Receipt, delay); err != nil {
+		log.Warn().Err(err).Msg("schedule the retry; the message reappears after its visibility timeout")
+		return
+	}
+	log.Info().Dur("retry_in", delay).Int("receive_count", job.ReceiveCount).Msg("message handed back for a retry")
+}
+
+// mediaReason is a media error as a FAILED/ reason: without the "bad
+// input" sentinel (the record's status says it failed) and naming the
+// library file where ffmpeg names our scratch copy or URL, each once
+// (ffprobe prefixes its message with the input, and the error names it
+// again: "bad input: input: input: Invalid data…").
+func mediaReason(err error, in, rel string) string {
+	msg := strings.TrimPrefix(err.Error(), media.ErrBadInput.Error()+": ")
+	for _, name := range []string{in, rel} {
+		msg = strings.ReplaceAll(msg, name+": ", "")
+	}
+	// "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d5012b6240] ": ffmpeg's context, not for people.
+	msg = ffmpegContext.ReplaceAllString(msg, "")
+	return strings.ReplaceAll(msg, in, rel)
+}
+
+var ffmpegContext = regexp.MustCompile(`\[[^\]]* @ 0x[0-9a-f]+\] `)
 
 // progressLogger logs ffmpeg progress at most every 5 s or 10 %.
 func progressLogger(log zerolog.Logger) func(media.Progress) {

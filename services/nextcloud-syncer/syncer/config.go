@@ -49,7 +49,6 @@ type Config struct {
 	Timeout      time.Duration // no answer / no data for this long fails a request
 	Retries      int           // extra attempts for transient errors (network, 5xx)
 	RetryBackoff time.Duration // first pause between attempts, doubled each time
-	StaleTemp    time.Duration // temp files unchanged (ctime) this long are removed; 0: 1h
 }
 
 // User is one Nextcloud account.

@@ -31,6 +31,10 @@ var ErrNotFound = errors.New("not found")
 // (the resource changed since it was listed).
 var ErrPrecondition = errors.New("remote changed (precondition failed)")
 
+// ErrNoCondition means a remote file could not be deleted safely: the
+// server gives nothing to make the DELETE conditional on.
+var ErrNoCondition = errors.New("no condition for a safe delete")
+
 // StatusError is an unexpected HTTP status.
 type StatusError struct {
 	Op, Path string
@@ -300,6 +304,46 @@ func (d *dav) Delete(ctx context.Context, rel, etag string) error {
 		hdr["If-Match"] = etag
 	}
 	resp, err := d.do(ctx, "DELETE", rel, nil, hdr)
+	if err != nil {
+		return err
+	}
+	drain(resp)
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusNoContent, http.StatusNotFound:
+		return nil
+	case http.StatusPreconditionFailed:
+		return fmt.Errorf("DELETE %s: %w", rel, ErrPrecondition)
+	}
+	return &StatusError{Op: "DELETE", Path: rel, Code: resp.StatusCode}
+}
+
+// DeleteIfUnmodified deletes rel on condition that it has not changed since
+// it was listed as e: If-Match on its ETag or, from servers that send
+// none, If-Unmodified-Since on its mtime (RFC 9110; SabreDAV honours it),
+// after a fresh look at its size and mtime. Without an ETag or an mtime
+// to make the DELETE conditional, nothing is deleted: an unconditional
+// DELETE would take a version saved after the copy was made.
+func (d *dav) DeleteIfUnmodified(ctx context.Context, rel string, e Entry) error {
+	if e.ETag != "" {
+		return d.Delete(ctx, rel, e.ETag)
+	}
+	now, err := d.Stat(ctx, rel)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if changed(e, now) {
+		return fmt.Errorf("DELETE %s: %w: listed %s, now %s", rel, ErrPrecondition, describe(e), describe(now))
+	}
+	if now.ETag != "" {
+		return d.Delete(ctx, rel, now.ETag)
+	}
+	if e.ModTime.IsZero() {
+		return fmt.Errorf("DELETE %s: %w: the server sends neither an ETag nor a modification time, so the delete cannot be made conditional; the file stays on the server", rel, ErrNoCondition)
+	}
+	resp, err := d.do(ctx, "DELETE", rel, nil, map[string]string{"If-Unmodified-Since": e.ModTime.UTC().Format(http.TimeFormat)})
 	if err != nil {
 		return err
 	}

@@ -199,8 +199,15 @@ func (e *env) checkNoLoss(want map[string]map[string]string) {
 				e.t.Errorf("LOST: user %s file %s (sha256 %s) is neither on the server nor in the library", u, rel, sum[:12])
 			}
 		}
-		for lp := range loc {
-			if strings.HasPrefix(path.Base(lp), ".hevc-tmp-") {
+		for lp, ls := range loc {
+			if !strings.HasPrefix(path.Base(lp), ".hevc-tmp-") {
+				continue
+			}
+			moved := false // a user's file of that name, moved here
+			for rel, sum := range files {
+				moved = moved || (ls == sum && sameName(lp, rel))
+			}
+			if !moved {
 				e.t.Errorf("temp file left in the library: %s/%s", u, lp)
 			}
 		}

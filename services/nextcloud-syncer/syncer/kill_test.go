@@ -75,7 +75,6 @@ func TestKilledMidTransferConverges(t *testing.T) {
 			e.srv.ClearFaults()
 			cfg := e.config()
 			cfg.Concurrency = 1
-			cfg.StaleTemp = time.Nanosecond // the left-over temp counts as stale now
 			if _, err := e.run(cfg); err != nil {
 				t.Fatal(err)
 			}

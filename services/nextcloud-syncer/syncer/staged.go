@@ -10,29 +10,30 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 )
 
-// staged is a download being written beside its final name: the same
-// protocol as library.Temp (a library.TempPrefix name that walkers skip,
-// fsync, library.LinkNoReplace, library.SyncDir) without library.Temp's
-// inline SHA-256. The syncer verifies with the checksum the server offers
+// staged is a download being written beside its final name: a temp file
+// created and recorded by library.Temps (a library.TempPrefix name that
+// walkers skip; only this service's cleanup of its own killed runs ever
+// removes it), fsynced, then library.LinkNoReplace and library.SyncDir,
+// without library.Temp's inline SHA-256. The syncer verifies with the checksum the server offers
 // (SHA1 from Nextcloud) and needs a SHA-256 only to compare with a file
 // already at the target name, which is rare; hashing every byte with
 // SHA-256 as well was about a quarter of the syncer's CPU per byte. With
 // an option in pkg/library to skip the hash this type can go.
 type staged struct {
-	f      *os.File
-	n      int64
-	closed bool
-	done   bool
-	sha    string // SHA-256, computed on demand
+	f    *os.File
+	tf   *library.TempFile
+	n    int64
+	done bool
+	sha  string // SHA-256, computed on demand
 }
 
-// stage creates the temp file in dir, which must exist.
-func stage(dir string) (*staged, error) {
-	f, err := os.CreateTemp(dir, library.TempPrefix+"*")
+// stage creates a recorded temp file in dir, which must exist.
+func stage(temps *library.Temps, dir string) (*staged, error) {
+	tf, err := temps.Create(nil, dir)
 	if err != nil {
-		return nil, fmt.Errorf("create temp file in %s: %w", dir, err)
+		return nil, err
 	}
-	return &staged{f: f}, nil
+	return &staged{f: tf.File, tf: tf}, nil
 }
 
 func (s *staged) Name() string { return s.f.Name() }
@@ -60,7 +61,6 @@ func (s *staged) finish(mode fs.FileMode, mtime time.Time) error {
 	if err := s.f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", s.Name(), err)
 	}
-	s.closed = true
 	return nil
 }
 
@@ -92,8 +92,5 @@ func (s *staged) abort() {
 		return
 	}
 	s.done = true
-	if !s.closed {
-		s.f.Close()
-	}
-	os.Remove(s.Name()) // if this fails, a later pass sweeps it
+	s.tf.Release() // if the removal fails, a later pass sweeps it
 }

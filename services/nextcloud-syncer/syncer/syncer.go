@@ -51,6 +51,8 @@ type Syncer struct {
 	fin  chan struct{} // finishing slots: files being fsynced, verified, installed, deleted
 	bufs sync.Pool
 
+	temps *library.Temps // records of our temp files (see sweep)
+
 	filesWaiting atomic.Int64 // files waiting for a transfer slot: they go before splits
 	freedMu      sync.Mutex
 	freed        chan struct{} // closed (and replaced) when a transfer slot frees
@@ -118,6 +120,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 // RunOnce moves every user's files once, users in parallel. The error is
 // non-nil when any user or file failed.
 func (s *Syncer) RunOnce(ctx context.Context) ([]Summary, error) {
+	if !s.cfg.DryRun {
+		if err := s.sweep(); err != nil {
+			return nil, err
+		}
+	}
 	sums := make([]Summary, len(s.cfg.Users))
 	var wg sync.WaitGroup
 	for i, u := range s.cfg.Users {
@@ -137,6 +144,32 @@ func (s *Syncer) RunOnce(ctx context.Context) ([]Summary, error) {
 		errs = append(errs, fmt.Errorf("interrupted: %w", err))
 	}
 	return sums, errors.Join(errs...)
+}
+
+// tempOwner names the syncer's temp files and their records
+// (<library>/.hevc-encoder/temps/sync-<token>).
+const tempOwner = "sync"
+
+// sweep opens the records of the syncer's temp files (once) and removes
+// the temp files of killed runs: only files this service recorded creating
+// and no live process holds. A user's file of a similar name (even one
+// this syncer moved from Nextcloud) and the downloader's temp files, live
+// or not, are never touched, however old.
+func (s *Syncer) sweep() error {
+	if s.temps == nil {
+		t, err := library.OpenTemps(library.StateDir(s.cfg.LibraryRoot), tempOwner, s.cfg.DirMode)
+		if err != nil {
+			return err
+		}
+		s.temps = t
+	}
+	err := s.temps.Sweep(func(p string) {
+		s.log.Warn().Str("path", p).Msg("removed a temp file left by an interrupted transfer")
+	})
+	if err != nil {
+		s.log.Warn().Err(err).Msg("sweep temp files of interrupted transfers")
+	}
+	return nil
 }
 
 type outcome int
@@ -163,7 +196,6 @@ type userRun struct {
 	failed   atomic.Int64
 	streak   atomic.Int64 // files failed in a row with transient errors
 	abort    context.CancelCauseFunc
-	swept    sync.Map // local directories checked for stale temp files
 }
 
 // errUnwell stops a user's pass when the server keeps failing.
@@ -278,6 +310,12 @@ func (r *userRun) removeEmptyDir(ctx context.Context, rel string) bool {
 		if err != nil {
 			r.log.Warn().Err(err).Str("key", rel).Msg("cannot check emptied folder; kept")
 		}
+		return false
+	}
+	if self.ETag == "" {
+		// Without an ETag the DELETE cannot be conditional: a file uploaded
+		// after the check would go with the folder.
+		r.log.Info().Str("key", rel).Msg("emptied remote folder kept: the server sends no ETag to delete it safely")
 		return false
 	}
 	err = r.retry(ctx, "delete", remote, func(ctx context.Context) error {
@@ -419,7 +457,6 @@ func (r *userRun) move(ctx context.Context, rel string, e Entry, tk *ticket, log
 	if err := mkdirAll(filepath.Dir(local), r.s.cfg.DirMode); err != nil {
 		return failed, "", 0, 0, err
 	}
-	r.sweep(filepath.Dir(local))
 	var t *staged
 	var v *verifier
 	start := time.Now()
@@ -472,7 +509,7 @@ func (r *userRun) move(ctx context.Context, rel string, e Entry, tk *ticket, log
 }
 
 func deleteOutcome(err error) outcome {
-	if errors.Is(err, ErrPrecondition) {
+	if errors.Is(err, ErrPrecondition) || errors.Is(err, ErrNoCondition) {
 		return deferred
 	}
 	return failed
@@ -484,7 +521,7 @@ func (r *userRun) deleteRemote(ctx context.Context, remote string, e Entry) erro
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.s.cfg.Timeout)
 	defer cancel()
 	err := r.retry(ctx, "delete", remote, func(ctx context.Context) error {
-		return r.dav.Delete(ctx, remote, e.ETag)
+		return r.dav.DeleteIfUnmodified(ctx, remote, e)
 	})
 	if err != nil {
 		return fmt.Errorf("copy is in the library, remote not deleted: %w", err)
@@ -496,7 +533,7 @@ func (r *userRun) deleteRemote(ctx context.Context, remote string, e Entry) erro
 // every checksum the server offered. The caller seals it.
 func (r *userRun) download(ctx context.Context, remote, local string, e Entry) (*staged, *verifier, error) {
 	if ps := r.s.cfg.PartSize; ps > 0 && r.s.cfg.PartStreams > 1 && e.Size >= 2*ps {
-		t, err := stage(filepath.Dir(local))
+		t, err := stage(r.s.temps, filepath.Dir(local))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -512,7 +549,7 @@ func (r *userRun) download(ctx context.Context, remote, local string, e Entry) (
 		return nil, nil, err
 	}
 	defer body.Close()
-	t, err := stage(filepath.Dir(local))
+	t, err := stage(r.s.temps, filepath.Dir(local))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -590,40 +627,6 @@ func changed(a, b Entry) bool {
 
 func describe(e Entry) string {
 	return fmt.Sprintf("etag %s, %d bytes, modified %s", e.ETag, e.Size, e.ModTime.UTC().Format(time.RFC3339))
-}
-
-// sweep removes, once per pass and directory, temp files (ours or another
-// service's) whose inode has not changed for StaleTemp: left by a killed
-// process. A live transfer writes continuously, and every transfer gives up
-// after NC_TIMEOUT without data, far below StaleTemp's hour.
-func (r *userRun) sweep(dir string) {
-	if _, done := r.swept.LoadOrStore(dir, true); done {
-		return
-	}
-	stale := r.s.cfg.StaleTemp
-	if stale <= 0 {
-		stale = time.Hour
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, de := range entries {
-		if !library.IsTemp(de.Name()) || !de.Type().IsRegular() {
-			continue
-		}
-		fi, err := de.Info()
-		if err != nil {
-			continue
-		}
-		if age, ok := changedAgo(fi); ok && age >= stale {
-			p := filepath.Join(dir, de.Name())
-			if err := os.Remove(p); err == nil {
-				r.log.Warn().Str("path", p).Str("unchanged_for", age.Truncate(time.Second).String()).
-					Msg("removed a stale temp file left by an interrupted transfer")
-			}
-		}
-	}
 }
 
 // install links the verified temp file at local or, when a different file
@@ -775,7 +778,7 @@ func transient(err error) bool {
 	var se *StatusError
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, ErrAuth), errors.Is(err, ErrNotFound), errors.Is(err, ErrPrecondition),
+		errors.Is(err, ErrAuth), errors.Is(err, ErrNotFound), errors.Is(err, ErrPrecondition), errors.Is(err, ErrNoCondition),
 		errors.Is(err, errChanged), errors.Is(err, library.ErrChecksum):
 		return false
 	case errors.As(err, &se):

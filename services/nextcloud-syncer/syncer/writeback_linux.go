@@ -1,24 +1,11 @@
 package syncer
 
 import (
-	"io/fs"
 	"os"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// changedAgo is how long ago fi's inode last changed (ctime: every write,
-// chmod and chtimes moves it; nobody can set it back).
-func changedAgo(fi fs.FileInfo) (time.Duration, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return time.Since(time.Unix(st.Ctim.Sec, st.Ctim.Nsec)), true
-}
 
 // writeback has the kernel write a file's dirty pages while the download
 // goes on, so that the fsync at the end finds little left to write:

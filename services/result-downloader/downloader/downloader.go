@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,7 +32,6 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/events"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
-	"github.com/hevc-encoder/hevc-encoder/pkg/media"
 	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
@@ -159,6 +157,9 @@ const (
 	CrashDownloaded      = "downloaded"       // verified temp file written, not yet renamed
 	CrashInstalled       = "installed"        // renamed into place, original not yet deleted
 	CrashOriginalRemoved = "original-removed" // original deleted, DONE/ object not yet deleted
+	// CrashRetiring: installed, right before the original's identity is
+	// checked for its removal (tests change the original here).
+	CrashRetiring = "retiring"
 )
 
 // Result describes one handled DONE/ object.
@@ -169,9 +170,13 @@ type Result struct {
 	// SHA256 of the DONE/ object (identifies the version of a result that
 	// could not be installed).
 	SHA256 string
-	// Reason says why a result was refused, rejected or collided.
+	// Reason says why a result was refused, rejected or collided, or why
+	// the original of an installed result was kept.
 	Reason string
-	Err    error
+	// OriginalKept: installed, but the original changed since it was
+	// encoded (a newer version), so it was not removed.
+	OriginalKept bool
+	Err          error
 }
 
 // Downloader installs results.
@@ -191,7 +196,7 @@ type Downloader struct {
 	busy     map[string]bool
 	rejected map[string]rejection // key → last rejection, to avoid re-downloading it
 	reported map[string]string    // key → last problem logged at error level
-	swept    map[string]time.Time // directory → last sweepTemps
+	temps    *library.Temps       // records of our temp files (see tempFiles)
 
 	slotsOnce sync.Once
 	xfer, fin chan struct{} // download and finishing slots (see ticket)
@@ -327,8 +332,10 @@ func (d *Downloader) hold(ctx context.Context, receipt string) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// Reconcile installs every object under DONE/.
+// Reconcile removes temp files left by killed runs, then installs every
+// object under DONE/.
 func (d *Downloader) Reconcile(ctx context.Context) error {
+	d.sweep()
 	var keys []string
 	if err := storage.Walk(ctx, d.Store, library.DonePrefix, func(o storage.Object) error {
 		keys = append(keys, o.Key)
@@ -466,336 +473,6 @@ func (d *Downloader) Install(ctx context.Context, key string) (Result, error) {
 	return d.install(ctx, key, nil)
 }
 
-// install is Install on a download slot the caller already holds (tk), or
-// on one it waits for (tk nil).
-func (d *Downloader) install(ctx context.Context, key string, tk *ticket) (res Result, err error) {
-	if tk != nil {
-		defer tk.release()
-	}
-	res.Key = key
-	log := d.Log.With().Str("key", key).Logger()
-	defer func() {
-		res.Err = err
-		if err != nil && ctx.Err() == nil {
-			log.Warn().Err(err).Msg("install failed; will retry")
-		}
-		if d.OnResult != nil && res.Outcome != busy {
-			d.OnResult(res)
-		}
-	}()
-	refuse := func(e error) (Result, error) {
-		res.Outcome, res.Reason = Refused, e.Error()
-		d.logProblem(log, key, res.Reason).Err(e).Msg("refused: key would escape the library; nothing written")
-		return res, nil
-	}
-	hevcRel, stem, err := library.RelsFromDone(key)
-	if err != nil {
-		return refuse(err)
-	}
-	target, err := library.Path(d.Cfg.Root, hevcRel)
-	if err != nil {
-		return refuse(err)
-	}
-	if err := d.inside(target); err != nil {
-		return refuse(err)
-	}
-	res.Path = target
-	log = log.With().Str("file", hevcRel).Logger()
-	if !d.acquire(key) {
-		res.Outcome = busy
-		return res, nil
-	}
-	defer d.release(key)
-	d.sweep(filepath.Dir(target), log)
-
-	// A download slot for the GET and the download; handed over to a
-	// finishing slot for the verification, fsync, install and deletes
-	// (see ticket).
-	if tk == nil {
-		if tk, err = d.transferSlot(ctx); err != nil {
-			return res, err
-		}
-		defer tk.release()
-	}
-
-	// One GET both describes the object (size, SHA-256, what it was made
-	// from) and delivers it: no HEAD first. The S3 store requests further
-	// ranges only at the first read, so the checks below that end here
-	// cost one response, closed unread.
-	start := time.Now()
-	body, obj, err := d.Store.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		res.Outcome = Missing
-		return res, nil
-	}
-	if err != nil {
-		return res, fmt.Errorf("get %s: %w", key, err)
-	}
-	closeBody := func() {
-		if body != nil {
-			body.Close()
-			body = nil
-		}
-	}
-	defer closeBody()
-	res.After, res.SHA256 = obj.Size, obj.SHA256
-	reject := func(reason string) (Result, error) {
-		res.Outcome, res.Reason = Rejected, reason
-		d.logProblem(log, key, reason).Str("reason", reason).Msg("not installed; original kept, result left in DONE/")
-		return res, nil
-	}
-	if obj.SHA256 == "" {
-		return reject("the object has no recorded SHA-256, so its download cannot be verified")
-	}
-
-	// The original's SHA-256 (a full read of a file as large as the
-	// result) is checked while the result downloads, not before.
-	orig, origInfo, unhashed, err := d.findOriginal(stem, obj)
-	if err != nil {
-		var mm mismatch
-		if errors.As(err, &mm) {
-			return reject(mm.Error())
-		}
-		return res, err
-	}
-	if orig != "" {
-		res.Before = origInfo.Size()
-		log = log.With().Str("original", filepath.Base(orig)).Logger()
-	}
-
-	if fi, err := os.Lstat(target); err == nil {
-		closeBody()
-		tk.handOver(ctx)
-		if unhashed {
-			if err := confirmOriginal(ctx, orig, obj); err != nil {
-				var mm mismatch
-				if errors.As(err, &mm) {
-					return reject(mm.Error())
-				}
-				return res, err
-			}
-		}
-		return d.resume(ctx, key, target, fi, obj, orig, origInfo, res, log)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return res, fmt.Errorf("check %s: %w", target, err)
-	}
-
-	if r, ok := d.knownRejection(key, obj, orig, origInfo); ok {
-		log.Debug().Msg("rejected before; not downloading again")
-		res.Outcome, res.Reason = Rejected, r
-		return res, nil
-	}
-	remember := func(reason string) (Result, error) {
-		d.rememberRejection(key, obj, orig, origInfo, reason)
-		return reject(reason)
-	}
-
-	chk := d.checkFor(obj, orig)
-	var origProbe media.Info
-	if orig != "" {
-		if origProbe, err = chk.probe(ctx, orig); err != nil {
-			if errors.Is(err, media.ErrBadInput) {
-				return remember("the original does not probe, so the result cannot be compared with it: " + err.Error())
-			}
-			return res, fmt.Errorf("probe original %s: %w", orig, err)
-		}
-	}
-
-	var confirmed chan error
-	if unhashed {
-		cctx, cancel := context.WithCancel(ctx)
-		defer cancel() // an early return stops the hashing
-		confirmed = make(chan error, 1)
-		go func() { confirmed <- confirmOriginal(cctx, orig, obj) }()
-	}
-
-	tmp, err := newTemp(target, os.FileMode(d.Cfg.DirMode), !d.Cfg.BufferedWrites)
-	if err != nil {
-		return res, err
-	}
-	defer tmp.abort()
-	tr := d.Progress.Start(hevcRel, obj.Size)
-	if wa, ok := body.(writerToAt); ok && tmp.parallel() {
-		// Ranges are written where they belong as they arrive, with
-		// O_DIRECT, while the reader checks the SHA-256 in order.
-		_, err = wa.WriteToAt(countAt{tmp, tr})
-		tmp.endParallel()
-	} else {
-		// Counting on the writer's side keeps the reader's WriteTo: whole
-		// parts reach tmp in one write each, from their own (aligned)
-		// buffers.
-		_, err = io.Copy(tr.Writer(tmp), body)
-	}
-	closeBody()
-	tr.Done(err != nil)
-	if errors.Is(err, storage.ErrChecksum) {
-		return remember("download does not match its recorded checksum: " + err.Error())
-	}
-	if err != nil {
-		return res, fmt.Errorf("download %s: %w", key, err)
-	}
-	// The reader verified every byte against the SHA-256 recorded in the
-	// metadata examined above: it came with the same response (further
-	// ranges are pinned to its ETag).
-	if tmp.n != obj.Size {
-		return remember(fmt.Sprintf("download does not match its recorded size: %d bytes, recorded %d", tmp.n, obj.Size))
-	}
-	downloaded := time.Now()
-	// The download's buffers are free: let the next result download while
-	// this one is verified, fsynced, installed and its original deleted.
-	tk.handOver(ctx)
-	// No fsync yet: commit fsyncs once, after setting mode and mtime, and
-	// before the link that makes the file visible.
-	if orig != "" {
-		if _, err := chk.verify(ctx, origProbe, tmp.name()); err != nil {
-			if errors.Is(err, media.ErrVerify) || errors.Is(err, media.ErrBadInput) {
-				return remember("result does not match its original: " + strings.ReplaceAll(err.Error(), tmp.name(), hevcRel))
-			}
-			return res, fmt.Errorf("verify %s: %w", key, err)
-		}
-	} else if reason, err := verifyAlone(ctx, chk, tmp.name(), obj); err != nil {
-		return res, fmt.Errorf("verify %s: %w", key, err)
-	} else if reason != "" {
-		return remember(reason)
-	}
-	if confirmed != nil {
-		if err := <-confirmed; err != nil {
-			var mm mismatch
-			if errors.As(err, &mm) {
-				return remember(mm.Error())
-			}
-			return res, err
-		}
-	}
-	d.crash(CrashDownloaded)
-	verified := time.Now()
-
-	mode := os.FileMode(d.Cfg.FileMode)
-	var mtime time.Time
-	uid, gid := -1, -1
-	if orig != "" {
-		mtime = origInfo.ModTime()
-		if mode == 0 {
-			mode = origInfo.Mode().Perm()
-		}
-		if st, ok := origInfo.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(st.Uid), int(st.Gid)
-		}
-	} else if t, perr := time.Parse(time.RFC3339Nano, obj.Metadata[storage.MetaSourceMtime]); perr == nil {
-		mtime = t
-	}
-	if mode == 0 {
-		mode = 0o644
-	}
-	if err := tmp.commit(target, mode, mtime, uid, gid); err != nil {
-		if errors.Is(err, library.ErrExists) {
-			// Someone (another downloader?) installed it meanwhile.
-			if fi, lerr := os.Lstat(target); lerr == nil {
-				tmp.abort()
-				return d.resume(ctx, key, target, fi, obj, orig, origInfo, res, log)
-			}
-		}
-		return res, err
-	}
-	secs := time.Since(start).Seconds()
-	log.Info().Int64("bytes", obj.Size).Int64("original_bytes", res.Before).
-		Float64("MBps", float64(obj.Size)/1e6/max(secs, 1e-6)).
-		Dur("download", downloaded.Sub(start)).Dur("verify", verified.Sub(downloaded)).Dur("commit", time.Since(verified)).
-		Msg("installed")
-	d.crash(CrashInstalled)
-	return d.cleanup(ctx, key, orig, res, log)
-}
-
-// writerToAt is a download that can write its ranges in parallel at their
-// offsets (the S3 store's ranged GET), verifying them in order.
-type writerToAt interface {
-	WriteToAt(w io.WriterAt) (int64, error)
-}
-
-// countAt counts what is written through it for the progress display.
-type countAt struct {
-	w  io.WriterAt
-	tr *progress.Transfer
-}
-
-func (c countAt) WriteAt(p []byte, off int64) (int, error) {
-	n, err := c.w.WriteAt(p, off)
-	c.tr.Add(int64(n))
-	return n, err
-}
-
-// resume handles a target that exists: our own install of an earlier,
-// interrupted run (byte-identical to the DONE/ object: verify it against
-// the original again, then clean up), or a different file (a collision).
-func (d *Downloader) resume(ctx context.Context, key, target string, fi os.FileInfo, obj storage.Object, orig string, origInfo os.FileInfo, res Result, log zerolog.Logger) (Result, error) {
-	collide := func(why string) (Result, error) {
-		res.Outcome = Collision
-		res.Reason = fmt.Sprintf("%s already exists and %s; the result stays in %s and the original is kept", target, why, key)
-		d.logProblem(log, key, res.Reason).Str("existing", target).Str("why", why).Msg("not installed: the name is taken by a different file; resolve by hand")
-		return res, nil
-	}
-	if !fi.Mode().IsRegular() {
-		return collide("is not a regular file")
-	}
-	if fi.Size() != obj.Size {
-		return collide(fmt.Sprintf("has %d bytes, the result %d", fi.Size(), obj.Size))
-	}
-	sha, _, err := library.FileSHA256(target)
-	if err != nil {
-		return res, fmt.Errorf("hash %s: %w", target, err)
-	}
-	if !strings.EqualFold(sha, obj.SHA256) {
-		return collide("has different content")
-	}
-	if orig != "" {
-		// Verified before it was renamed, but the original is about to be
-		// deleted: check once more, this time against the file in place.
-		chk := d.checkFor(obj, orig)
-		in, err := chk.probe(ctx, orig)
-		if err != nil && !errors.Is(err, media.ErrBadInput) {
-			return res, fmt.Errorf("probe original %s: %w", orig, err)
-		}
-		if err != nil {
-			res.Outcome, res.Reason = Rejected, "the original does not probe, so the installed copy cannot be compared with it: "+err.Error()
-		} else if _, err := chk.verify(ctx, in, target); err != nil {
-			if !errors.Is(err, media.ErrVerify) && !errors.Is(err, media.ErrBadInput) {
-				return res, fmt.Errorf("verify %s: %w", target, err)
-			}
-			res.Outcome, res.Reason = Rejected, "the installed copy does not match its original: "+err.Error()
-		}
-		if res.Outcome == Rejected {
-			d.logProblem(log, key, res.Reason).Str("reason", res.Reason).Msg("not finishing: original kept beside the copy; resolve by hand")
-			return res, nil
-		}
-	}
-	log.Info().Msg("already installed by an earlier run; finishing cleanup")
-	return d.cleanup(ctx, key, orig, res, log)
-}
-
-// cleanup runs once the verified result is durably in place: the original
-// goes first, then the DONE/ object.
-func (d *Downloader) cleanup(ctx context.Context, key, orig string, res Result, log zerolog.Logger) (Result, error) {
-	if orig != "" {
-		if err := os.Remove(orig); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return res, fmt.Errorf("remove original %s: %w", orig, err)
-		}
-		if err := library.SyncDir(filepath.Dir(orig)); err != nil {
-			return res, err
-		}
-		log.Info().Msg("original removed")
-		d.crash(CrashOriginalRemoved)
-	}
-	if err := d.Store.Delete(ctx, key); err != nil {
-		return res, fmt.Errorf("delete %s: %w", key, err)
-	}
-	d.mu.Lock()
-	delete(d.rejected, key)
-	delete(d.reported, key)
-	d.mu.Unlock()
-	res.Outcome = Installed
-	return res, nil
-}
-
 // inside checks that target's directory, symbolic links resolved, is in
 // the library (a directory symlinked elsewhere must not carry a write out).
 func (d *Downloader) inside(target string) error {
@@ -830,74 +507,105 @@ type mismatch struct{ msg, detail string }
 
 func (m mismatch) Error() string { return m.msg }
 
-// findOriginal looks for <stem>.mp4 in any case of the extension (cameras
-// write .MP4) and, when the result records its source's size and SHA-256,
-// returns only an original that has them. No candidate at all is not an
-// error (the original was removed by an earlier, interrupted run, or by
-// hand); candidates that are all different files are a mismatch.
+// findOriginal looks for the original the result was made from (ref.Orig:
+// DONE/a-hevc.mp4 is a.mp4's, DONE/a-hevc-MP4.mp4 is a.MP4's) and, when the
+// result records its source's size and SHA-256, returns it only if it has
+// them. A DONE/<x>-hevc.mp4 named before spellings were told apart may be
+// the result of x.MP4 (ref.Legacy): that counts only when x.mp4 does not
+// exist and exactly one other spelling does. When x.mp4 and another
+// spelling both exist, the result must match x.mp4 by SHA-256, or it is
+// left in DONE/ and reported: never installed over a different original.
+// No candidate at all is not an error (the original was removed by an
+// earlier, interrupted run, or by hand); a different file is a mismatch.
 //
-// A single candidate of the right size is returned without reading it
-// (unhashed true): the caller must confirmOriginal it before anything is
-// installed or deleted. Several are hashed here to pick the right one.
-func (d *Downloader) findOriginal(stem string, obj storage.Object) (path string, fi os.FileInfo, unhashed bool, err error) {
-	p, err := library.Path(d.Cfg.Root, stem+".mp4")
-	if err != nil {
-		return "", nil, false, nil
-	}
-	dir, base := filepath.Dir(p), filepath.Base(p)
-	base = base[:len(base)-len(".mp4")]
+// A candidate of the right size is returned without reading it (unhashed
+// true): the caller must confirmOriginal it before anything is installed
+// or deleted.
+func (d *Downloader) findOriginal(ref library.Done, obj storage.Object) (path string, fi os.FileInfo, unhashed bool, err error) {
 	wantSize, sizeErr := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
 	wantSHA := obj.Metadata[storage.MetaSourceSHA]
-	// Every spelling of the extension, in the order a directory listing
-	// sorts them; four lstats instead of reading a directory that may hold
-	// thousands of files, once per result.
 	type cand struct {
 		path string
 		fi   os.FileInfo
 	}
-	var cands []cand
-	for _, ext := range []string{".MP4", ".Mp4", ".mP4", ".mp4"} {
-		full := filepath.Join(dir, base+ext)
-		fi, err := os.Lstat(full)
+	// One lstat per spelling instead of reading a directory that may hold
+	// thousands of files, once per result.
+	lookup := func(rel string) (*cand, error) {
+		p, err := library.Path(d.Cfg.Root, rel)
+		if err != nil {
+			return nil, nil
+		}
+		fi, err := os.Lstat(p)
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			continue
+			return nil, nil
 		}
 		if err != nil {
-			return "", nil, false, fmt.Errorf("stat %s: %w", full, err)
+			return nil, fmt.Errorf("stat %s: %w", p, err)
 		}
-		if fi.Mode().IsRegular() {
-			cands = append(cands, cand{full, fi})
+		if !fi.Mode().IsRegular() {
+			return nil, nil
+		}
+		return &cand{p, fi}, nil
+	}
+	own, err := lookup(ref.Orig)
+	if err != nil {
+		return "", nil, false, err
+	}
+	var legacy []cand
+	for _, rel := range ref.Legacy {
+		c, err := lookup(rel)
+		if err != nil {
+			return "", nil, false, err
+		}
+		if c != nil {
+			legacy = append(legacy, *c)
 		}
 	}
-	var why []string
-	var sized []cand
-	for _, c := range cands {
-		if sizeErr == nil && c.fi.Size() != wantSize {
-			why = append(why, fmt.Sprintf("%s has %d bytes, the result was made from %d", filepath.Base(c.path), c.fi.Size(), wantSize))
-			continue
+	names := func(cs []cand) string {
+		var n []string
+		for _, c := range cs {
+			n = append(n, filepath.Base(c.path))
 		}
-		sized = append(sized, c)
+		return strings.Join(n, " and ")
 	}
-	if wantSHA != "" && len(sized) == 1 {
-		return sized[0].path, sized[0].fi, true, nil
+	var c cand
+	switch {
+	case own != nil:
+		c = *own
+	case len(legacy) == 1:
+		c = legacy[0]
+	case len(legacy) > 1:
+		return "", nil, false, mismatch{msg: fmt.Sprintf("the result is named as before spellings of .mp4 were told apart, and %s exist: which one it was made from cannot be told, so none of them is replaced", names(legacy))}
+	default:
+		return "", nil, false, nil
 	}
-	for _, c := range sized {
-		if wantSHA != "" {
-			if err := confirmOriginal(context.Background(), c.path, obj); err != nil {
-				var mm mismatch
-				if !errors.As(err, &mm) {
-					return "", nil, false, err
-				}
-				why = append(why, mm.detail)
-				continue
+	// a.mp4 and a.MP4 side by side: the key names a.mp4, but an older
+	// result of a.MP4 had the same key. Only the recorded SHA-256 tells
+	// them apart.
+	both := own != nil && len(legacy) > 0
+	note := ""
+	if both {
+		note = fmt.Sprintf("; it may be the result of %s, named before spellings of .mp4 were told apart", names(legacy))
+	}
+	if sizeErr == nil && c.fi.Size() != wantSize {
+		mm := differentVersion([]string{fmt.Sprintf("%s has %d bytes, the result was made from %d", filepath.Base(c.path), c.fi.Size(), wantSize)})
+		mm.msg += note
+		return "", nil, false, mm
+	}
+	if both {
+		if wantSHA == "" {
+			return "", nil, false, mismatch{msg: fmt.Sprintf("%s and %s both exist and the result records no SHA-256 of its source, so which one it was made from cannot be told", filepath.Base(own.path), names(legacy))}
+		}
+		if err := confirmOriginal(context.Background(), own.path, obj); err != nil {
+			var mm mismatch
+			if errors.As(err, &mm) {
+				return "", nil, false, mismatch{msg: mm.msg + note, detail: mm.detail}
 			}
+			return "", nil, false, err
 		}
-		return c.path, c.fi, false, nil
+		return own.path, own.fi, false, nil
 	}
-	if len(why) > 0 {
-		return "", nil, false, differentVersion(why)
-	}
-	return "", nil, false, nil
+	return c.path, c.fi, wantSHA != "", nil
 }
 
 func differentVersion(why []string) mismatch {
@@ -946,96 +654,6 @@ func fileSHA256(ctx context.Context, p string) (string, error) {
 	}
 }
 
-// sweepEvery is how often a directory is searched for temp files left by
-// killed runs: once per result would read a directory of n files n times.
-const sweepEvery = time.Minute
-
-// sweep runs sweepTemps on dir unless it did so within sweepEvery.
-func (d *Downloader) sweep(dir string, log zerolog.Logger) {
-	d.mu.Lock()
-	if d.swept == nil {
-		d.swept = map[string]time.Time{}
-	}
-	if last, ok := d.swept[dir]; ok && time.Since(last) < sweepEvery {
-		d.mu.Unlock()
-		return
-	}
-	d.swept[dir] = time.Now()
-	d.mu.Unlock()
-	sweepTemps(dir, log)
-}
-
-// check is how a result is compared with its original.
-type check struct {
-	probe  func(ctx context.Context, path string) (media.Info, error)
-	verify func(ctx context.Context, in media.Info, output string) (media.Info, error)
-}
-
-var (
-	// fullCheck probes with ffprobe and decodes the whole result.
-	fullCheck = check{probe: media.Probe, verify: media.Verify}
-	// streamsCheck reads both files' boxes and compares streams and
-	// durations; no decode.
-	streamsCheck = check{probe: media.ProbeFast, verify: media.VerifyStreams}
-)
-
-// checkFor picks the check for obj: the full one, unless VERIFY_DECODE is
-// auto and the result is one hevc-processor decoded itself.
-func (d *Downloader) checkFor(obj storage.Object, orig string) check {
-	if d.Cfg.VerifyDecode != VerifyAlways && trustedResult(obj, orig) {
-		return streamsCheck
-	}
-	return fullCheck
-}
-
-// trustedResult reports whether hevc-processor already decoded exactly
-// these bytes in full. The processor commits a DONE/ object only after its
-// verification of that output passed: the same streams and duration as
-// its input, and every video and audio packet decoded without an error.
-// It stores the object with the output's SHA-256 (sha256, checked by the
-// store on upload) and the input's duration (duration). The downloader
-// checks the SHA-256 on every byte it receives, so when both records are
-// there a second decode here would decode identical bytes again: it costs
-// as much CPU as the processor's and cannot find anything new. The
-// processor compared the output with the TODO/ object whose SHA-256 it
-// recorded as source-sha256, which confirmOriginal matches against this
-// original. An object without these records (not written by our
-// processor) is decoded in full. The streams and the duration are compared
-// with the original either way (streamsCheck), which costs no decode.
-func trustedResult(obj storage.Object, orig string) bool {
-	if obj.SHA256 == "" {
-		return false
-	}
-	if d, err := strconv.ParseFloat(obj.Metadata[storage.MetaDuration], 64); err != nil || d <= 0 {
-		return false
-	}
-	return orig == "" || obj.Metadata[storage.MetaSourceSHA] != ""
-}
-
-// verifyAlone checks a result whose original is gone: it must be a
-// decodable HEVC video and, when the processor recorded the input's
-// duration, last as long. It returns a reason to reject, or an error
-// worth retrying.
-func verifyAlone(ctx context.Context, chk check, p string, obj storage.Object) (string, error) {
-	info, err := chk.probe(ctx, p)
-	if errors.Is(err, media.ErrBadInput) {
-		return "result is not a readable video: " + err.Error(), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if !info.IsHEVC() {
-		v, _ := info.MainVideo()
-		return fmt.Sprintf("result is %s, not HEVC", v.Codec), nil
-	}
-	if want, err := strconv.ParseFloat(obj.Metadata[storage.MetaDuration], 64); err == nil && want > 0 {
-		if diff, tol := math.Abs(info.Duration-want), math.Max(0.5, 0.01*want); diff > tol {
-			return fmt.Sprintf("result lasts %.2fs, its input lasted %.2fs", info.Duration, want), nil
-		}
-	}
-	return "", nil
-}
-
 // logProblem logs a result that cannot be installed at error level the
 // first time (and whenever the reason changes), at debug level when it is
 // met again on every reconcile.
@@ -1076,6 +694,41 @@ func (d *Downloader) rememberRejection(key string, obj storage.Object, orig stri
 		d.rejected = map[string]rejection{}
 	}
 	d.rejected[key] = r
+}
+
+// tempOwner names the downloader's temp files and records
+// (<library>/.hevc-encoder/temps/dl-<token>).
+const tempOwner = "dl"
+
+// tempFiles opens the records of this service's temp files in the
+// library's state directory, once.
+func (d *Downloader) tempFiles() (*library.Temps, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.temps == nil {
+		t, err := library.OpenTemps(library.StateDir(d.Cfg.Root), tempOwner, os.FileMode(d.Cfg.DirMode))
+		if err != nil {
+			return nil, err
+		}
+		d.temps = t
+	}
+	return d.temps, nil
+}
+
+// sweep removes the temp files of downloads that a killed run left:
+// only files this service recorded creating and no live process holds
+// (another downloader's, or `process`, are skipped), never a user's file
+// of a similar name nor another service's temp file.
+func (d *Downloader) sweep() {
+	temps, err := d.tempFiles()
+	if err == nil {
+		err = temps.Sweep(func(p string) {
+			d.Log.Info().Str("temp", p).Msg("removed a partial download left by an interrupted run")
+		})
+	}
+	if err != nil {
+		d.Log.Warn().Err(err).Msg("sweep temp files of interrupted runs")
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -35,6 +35,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	leaveTempIfAsked()
 	code := m.Run()
 	envMu.Lock()
 	if sharedEnv != nil {
@@ -236,7 +237,7 @@ func TestInstallCameraExtension(t *testing.T) {
 	rel := "bob/VID_0001.MP4"
 	testutil.Clip(t, f.path(rel), clip2s)
 	key, sha := testutil.PutResult(t, f.st, f.root, rel, testutil.ResultOpts{})
-	if key != "DONE/bob/VID_0001-hevc.mp4" {
+	if key != "DONE/bob/VID_0001-hevc-MP4.mp4" {
 		t.Fatalf("key %s", key)
 	}
 	if res := f.install(key); res.Outcome != downloader.Installed {

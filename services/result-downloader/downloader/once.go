@@ -16,6 +16,9 @@ type OnceSummary struct {
 	BytesBefore, BytesAfter int64
 	// Problems lists "<key>: <outcome or error>" for results not installed.
 	Problems []string
+	// OriginalsKept lists "<key>: <why>" for results installed whose
+	// original changed since it was encoded and was kept.
+	OriginalsKept []string
 }
 
 // RunOnce installs every result DONE/ holds now (one reconcile pass) and
@@ -31,6 +34,9 @@ func (d *Downloader) RunOnce(ctx context.Context) (OnceSummary, error) {
 		mu.Lock()
 		switch {
 		case r.Outcome == Installed:
+			if r.OriginalKept {
+				sum.OriginalsKept = append(sum.OriginalsKept, fmt.Sprintf("%s: %s", r.Key, r.Reason))
+			}
 			sum.Installed++
 			sum.BytesBefore += r.Before
 			sum.BytesAfter += r.After
@@ -48,6 +54,7 @@ func (d *Downloader) RunOnce(ctx context.Context) (OnceSummary, error) {
 	defer func() { d.OnResult = prev }()
 	err := d.Reconcile(ctx)
 	sort.Strings(sum.Problems)
+	sort.Strings(sum.OriginalsKept)
 	if ctx.Err() != nil {
 		return sum, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
@@ -63,6 +70,12 @@ func (s OnceSummary) Print(w io.Writer) {
 	if len(s.Problems) > 0 {
 		fmt.Fprintf(w, "not installed %d:\n", len(s.Problems))
 		for _, p := range s.Problems {
+			fmt.Fprintln(w, "  "+p)
+		}
+	}
+	if len(s.OriginalsKept) > 0 {
+		fmt.Fprintf(w, "originals kept (changed since they were encoded) %d:\n", len(s.OriginalsKept))
+		for _, p := range s.OriginalsKept {
 			fmt.Fprintln(w, "  "+p)
 		}
 	}

@@ -6,30 +6,21 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
-
-	"github.com/rs/zerolog"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 )
 
-// tempPrefix names the downloader's in-progress files. They start with
-// library.TempPrefix, so every walker skips them, and carry "dl-" so that
-// the downloader removes only its own leftovers: a temp file that no live
-// process holds locked (flock) was left by a killed run.
-const tempPrefix = library.TempPrefix + "dl-"
-
-// temp is a download in progress beside its target, exclusively flocked
-// for as long as it exists under its temp name. It does not hash what it
-// is given: the store's reader verifies the SHA-256 of every byte it
+// temp is a download in progress beside its target: a file created and
+// recorded by library.Temps (so that only this service's cleanup of its
+// own killed runs ever removes it, and nothing else of that name). It does
+// not hash what it is given: the store's reader verifies the SHA-256 of every byte it
 // returns (storage.Store.Get) and fails at EOF on a mismatch.
 type temp struct {
-	f *os.File
+	f  *os.File
+	tf *library.TempFile
 	// direct, when not nil, is a second descriptor of f opened with
 	// O_DIRECT: whole aligned blocks handed to Write go to the disk from
 	// the caller's buffer (see writeDirect).
@@ -54,34 +45,24 @@ const directAlign = 4096
 // instead of the whole file.
 const writebackChunk = 8 << 20
 
-// tempMu orders this process's sweeps against its own temp files being
-// created and locked (a sweep must not see one before it is locked).
-var tempMu sync.Mutex
-
-// newTemp creates a locked temp file beside target. With direct, aligned
-// writes bypass the page cache where the file system allows it.
-func newTemp(target string, dirMode fs.FileMode, direct bool) (*temp, error) {
+// newTemp creates a recorded temp file in dirRel (relative to root,
+// created with dirMode if missing; neither may resolve outside root). With
+// direct, aligned writes bypass the page cache where the file system
+// allows it.
+func newTemp(root *os.Root, temps *library.Temps, dirRel string, dirMode fs.FileMode, direct bool) (*temp, error) {
 	if dirMode == 0 {
 		dirMode = 0o755
 	}
-	dir := filepath.Dir(target)
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return nil, fmt.Errorf("create directory for %s: %w", target, err)
+	if err := root.MkdirAll(dirRel, dirMode); err != nil {
+		return nil, fmt.Errorf("create directory %s in %s: %w", dirRel, root.Name(), err)
 	}
-	tempMu.Lock()
-	defer tempMu.Unlock()
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	tf, err := temps.Create(root, dirRel)
 	if err != nil {
-		return nil, fmt.Errorf("create temp file for %s: %w", target, err)
+		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("lock temp file %s: %w", f.Name(), err)
-	}
-	t := &temp{f: f}
+	t := &temp{f: tf.File, tf: tf}
 	if direct {
-		if t.direct = openDirect(f.Name()); t.direct != nil {
+		if t.direct = openDirect(root, tf.Rel); t.direct != nil {
 			t.flush = newFlusher(t.direct)
 		}
 	}
@@ -279,10 +260,10 @@ func (t *temp) sync() error {
 }
 
 // commit sets mode, owner (best effort: only root may give files away) and
-// mtime, fsyncs, and links the temp file to target without replacing an
-// existing file (library.ErrExists), then fsyncs the directory and drops
-// the temp name. The lock is held until the temp name is gone.
-func (t *temp) commit(target string, mode fs.FileMode, mtime time.Time, uid, gid int) error {
+// mtime, fsyncs, and links the temp file to targetRel (relative to root,
+// checked again at the link) without replacing an existing file
+// (library.ErrExists), then fsyncs the directory and drops the temp name.
+func (t *temp) commit(root *os.Root, targetRel string, mode fs.FileMode, mtime time.Time, uid, gid int) error {
 	if err := t.f.Chmod(mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", t.f.Name(), err)
 	}
@@ -290,24 +271,25 @@ func (t *temp) commit(target string, mode fs.FileMode, mtime time.Time, uid, gid
 		_ = t.f.Chown(uid, gid) // EPERM unless root; the mode still applies
 	}
 	if !mtime.IsZero() {
-		if err := os.Chtimes(t.f.Name(), mtime, mtime); err != nil {
+		if err := root.Chtimes(t.tf.Rel, mtime, mtime); err != nil {
 			return fmt.Errorf("set mtime of %s: %w", t.f.Name(), err)
 		}
 	}
 	if err := t.sync(); err != nil {
 		return err
 	}
-	if err := library.LinkNoReplace(t.f.Name(), target); err != nil {
+	if err := library.LinkNoReplaceIn(root, t.tf.Rel, targetRel); err != nil {
 		return err
 	}
-	if err := library.SyncDir(filepath.Dir(target)); err != nil {
+	if err := syncDirIn(root, filepath.Dir(targetRel)); err != nil {
 		return err
 	}
 	t.abort() // the data lives on under target
 	return nil
 }
 
-// abort removes the temp name and closes the file; safe to call twice.
+// abort removes the temp name and its record and closes the file; safe
+// to call twice.
 func (t *temp) abort() {
 	if t.done {
 		return
@@ -315,36 +297,19 @@ func (t *temp) abort() {
 	t.done = true
 	t.stopWriteback()
 	t.closeDirect()
-	os.Remove(t.f.Name())
-	t.f.Close()
+	t.tf.Release()
 }
 
-// sweepTemps removes downloader temp files in dir that no process holds:
-// leftovers of a killed run.
-func sweepTemps(dir string, log zerolog.Logger) {
-	tempMu.Lock()
-	defer tempMu.Unlock()
-	ents, err := os.ReadDir(dir)
+// syncDirIn fsyncs directory rel of root (a link or removal in it is then
+// durable).
+func syncDirIn(root *os.Root, rel string) error {
+	d, err := root.Open(rel)
 	if err != nil {
-		return
+		return fmt.Errorf("open directory %s in %s: %w", rel, root.Name(), err)
 	}
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			if rerr := os.Remove(p); rerr == nil {
-				log.Info().Str("temp", p).Msg("removed a partial download left by an interrupted run")
-			}
-		} else if !errors.Is(err, syscall.EWOULDBLOCK) {
-			log.Debug().Err(err).Str("temp", p).Msg("cannot lock temp file")
-		}
-		f.Close()
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("fsync directory %s in %s: %w", rel, root.Name(), err)
 	}
+	return nil
 }

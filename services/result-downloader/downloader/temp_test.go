@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 )
 
 func randomBytes(n int) []byte {
@@ -28,13 +30,38 @@ func aligned(t *testing.T, b []byte) []byte {
 	return out
 }
 
+// testTemp creates a temp file in dir, its record in a state directory
+// elsewhere.
+func testTemp(t *testing.T, dir string, direct bool) *temp {
+	t.Helper()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	temps, err := library.OpenTemps(t.TempDir(), "dl", 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := newTemp(root, temps, ".", 0o755, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tmp
+}
+
 func commitAndCheck(t *testing.T, tmp *temp, dir string, want []byte) {
 	t.Helper()
 	if tmp.n != int64(len(want)) {
 		t.Fatalf("counted %d bytes, wrote %d", tmp.n, len(want))
 	}
 	target := filepath.Join(dir, "out-hevc.mp4")
-	if err := tmp.commit(target, 0o644, time.Time{}, -1, -1); err != nil {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := tmp.commit(root, "out-hevc.mp4", 0o644, time.Time{}, -1, -1); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(target)
@@ -61,10 +88,7 @@ func TestTempWrite(t *testing.T) {
 	}{{"buffered", false, false}, {"direct", true, false}, {"direct-then-failing", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			tmp, err := newTemp(filepath.Join(dir, "out-hevc.mp4"), 0o755, tc.direct)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tmp := testTemp(t, dir, tc.direct)
 			defer tmp.abort()
 			if runtime.GOOS == "linux" && tc.direct && tmp.direct == nil {
 				t.Logf("no O_DIRECT on %s: buffered writes only", dir)
@@ -93,10 +117,7 @@ func TestTempWrite(t *testing.T) {
 func TestTempWriteAt(t *testing.T) {
 	data := randomBytes(37*directAlign*4 + 999)
 	dir := t.TempDir()
-	tmp, err := newTemp(filepath.Join(dir, "out-hevc.mp4"), 0o755, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tmp := testTemp(t, dir, true)
 	defer tmp.abort()
 	buf := aligned(t, data)
 	rng := directAlign * 4

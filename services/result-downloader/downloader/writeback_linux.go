@@ -13,12 +13,12 @@ func startWriteback(f *os.File, off, n int64) {
 	_ = syscall.SyncFileRange(int(f.Fd()), off, n, syncFileRangeWrite)
 }
 
-// openDirect opens name a second time for writes that bypass the page
+// openDirect opens rel (in root) a second time for writes that bypass the page
 // cache (O_DIRECT); nil where the file system refuses it (tmpfs on older
 // kernels, some network file systems): everything then goes through the
 // page cache.
-func openDirect(name string) *os.File {
-	f, err := os.OpenFile(name, os.O_WRONLY|syscall.O_DIRECT, 0)
+func openDirect(root *os.Root, rel string) *os.File {
+	f, err := root.OpenFile(rel, os.O_WRONLY|syscall.O_DIRECT, 0)
 	if err != nil {
 		return nil
 	}

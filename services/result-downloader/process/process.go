@@ -1,5 +1,5 @@
 // Package process is `result-downloader process`: upload the library once
-// (s3-uploader's logic), then bring results home (result-downloader's
+// (pkg/upload, s3-uploader's logic), then bring results home (result-downloader's
 // logic) until TODO/ and DONE/ are drained or a timeout passes, showing
 // queued / processing / done / failed as it goes.
 package process
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +21,8 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
-	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 )
 
 // Options configure Run.
@@ -32,20 +33,23 @@ type Options struct {
 	// and its dead-letter queue tells when waiting is pointless.
 	Work queue.Queue
 	// Uploader runs once first; nil skips the upload (--skip-upload).
-	Uploader *uploader.Uploader
+	Uploader *upload.Uploader
 	// Downloader installs results; its Cfg.Reconcile is set to Poll.
 	Downloader *downloader.Downloader
 	// Poll is how often TODO/, DONE/ and FAILED/ are listed (default 30 s).
 	Poll time.Duration
 	// Timeout ends the wait (0: no limit).
-	Timeout  time.Duration
-	Progress *progress.Progress
-	Log      zerolog.Logger
+	Timeout time.Duration
+	// StallAfter: when nothing has moved for this long, say what is stuck
+	// and why, and again every StallAfter while it stays so (default 5 min).
+	StallAfter time.Duration
+	Progress   *progress.Progress
+	Log        zerolog.Logger
 }
 
 // Report is what a run did and what is left.
 type Report struct {
-	Upload    *uploader.Summary
+	Upload    *upload.Summary
 	UploadErr error
 	DryRun    bool
 
@@ -57,6 +61,12 @@ type Report struct {
 	// Kept lists originals kept because HEVC was not smaller.
 	Kept []string
 
+	// Unsettled lists files uploaded in this run that ended neither
+	// installed nor in FAILED/ ("<TODO/ key>: where it is").
+	Unsettled []string
+	// Stuck is the last "nothing moved" diagnosis, "" if none was made.
+	Stuck string
+
 	// Left at the end (after a timeout or an interruption).
 	Queued, Processing, Waiting int
 	Stalled                     string // why waiting longer would not help
@@ -66,7 +76,7 @@ type Report struct {
 
 // OK reports whether everything succeeded.
 func (r Report) OK() bool {
-	return r.UploadErr == nil && len(r.Failed) == 0 && !r.TimedOut && !r.Interrupted && r.Stalled == ""
+	return r.UploadErr == nil && len(r.Failed) == 0 && len(r.Unsettled) == 0 && !r.TimedOut && !r.Interrupted && r.Stalled == ""
 }
 
 // tracker collects results and job outcomes.
@@ -81,6 +91,8 @@ type tracker struct {
 	seenFailed   map[string]string // FAILED/ key → "size/modified" already read
 	startFailed  map[string]string // FAILED/ at the start
 	uploadFailed int
+	uploaded     []string        // TODO/ keys uploaded in this run
+	installedKey map[string]bool // DONE/ keys installed in this run
 }
 
 type stuckResult struct {
@@ -94,6 +106,7 @@ func (t *tracker) onResult(r downloader.Result) {
 	switch r.Outcome {
 	case downloader.Installed:
 		t.installed++
+		t.installedKey[r.Key] = true
 		t.before += r.Before
 		t.after += r.After
 		delete(t.stuck, r.Key)
@@ -117,7 +130,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if o.Poll <= 0 {
 		o.Poll = 30 * time.Second
 	}
-	t := &tracker{stuck: map[string]stuckResult{}, failedJobs: map[string]string{}, kept: map[string]string{}, seenFailed: map[string]string{}}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 5 * time.Minute
+	}
+	t := &tracker{stuck: map[string]stuckResult{}, failedJobs: map[string]string{}, kept: map[string]string{}, seenFailed: map[string]string{}, installedKey: map[string]bool{}}
 	var err error
 	if t.startFailed, err = listVersions(ctx, o.Store, library.FailedPrefix); err != nil {
 		return rep, err
@@ -125,7 +141,17 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 	if o.Uploader != nil {
 		o.Progress.SetStatus("uploading", 0, 0, nil)
+		prevUp := o.Uploader.OnUpload
+		o.Uploader.OnUpload = func(key string) {
+			t.mu.Lock()
+			t.uploaded = append(t.uploaded, key)
+			t.mu.Unlock()
+			if prevUp != nil {
+				prevUp(key)
+			}
+		}
 		sum, err := o.Uploader.Run(ctx)
+		o.Uploader.OnUpload = prevUp
 		rep.Upload, rep.UploadErr, rep.DryRun = &sum, err, o.Uploader.Cfg.DryRun
 		t.uploadFailed = sum.Failed
 		o.Log.Info().Str("summary", sum.String()).Msg("upload finished")
@@ -161,11 +187,27 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 	var st state
 	idle := false
+	// Nothing moved since lastMove: said at most every StallAfter.
+	var moved string
+	lastMove, lastSaid := time.Now(), time.Time{}
 	for {
 		next := o.Poll
 		st, err = look(runCtx, o, t)
 		if err == nil {
 			o.Progress.SetStatus(st.text(), int64(st.done), int64(st.total()), st.fields())
+			if sig := st.signature(d.Busy()); sig != moved || d.Busy() > 0 {
+				moved, lastMove = sig, time.Now()
+			} else if still := time.Since(lastMove); still >= o.StallAfter && time.Since(lastSaid) >= o.StallAfter && !st.drained() {
+				lastSaid = time.Now()
+				rep.Stuck = st.stuck(o.Work != nil)
+				ev := o.Log.Warn()
+				if st.processing > 0 {
+					ev = o.Log.Info() // encodes of large files take long
+				}
+				ev.Dur("still_for", still.Round(time.Second)).Int("todo", st.todo).Int("queued", st.visible).
+					Int("running", st.processing).Int("waiting", st.waiting).Int("failed", st.failed).
+					Msg("nothing moved: " + rep.Stuck)
+			}
 			if st.drained() && d.Busy() == 0 {
 				if idle {
 					break // two idle looks in a row
@@ -216,6 +258,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep.Queued, rep.Processing, rep.Waiting = st.queued, st.processing, st.waiting
 	rep.TimedOut = timedOut && !st.drained()
 	rep.Interrupted = ctx.Err() != nil
+	if ctx.Err() == nil {
+		rep.Unsettled = t.unsettled(context.WithoutCancel(ctx), o.Store)
+	}
 	rep.Wall = time.Since(start)
 
 	var errs []error
@@ -224,6 +269,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if n := len(rep.Failed); n > 0 {
 		errs = append(errs, fmt.Errorf("%d file(s) failed", n))
+	}
+	if n := len(rep.Unsettled); n > 0 && !rep.TimedOut {
+		errs = append(errs, fmt.Errorf("%d uploaded file(s) ended neither installed nor in FAILED/", n))
 	}
 	switch {
 	case rep.Interrupted:
@@ -242,6 +290,44 @@ type state struct {
 	waiting                  int // DONE/ objects that can still be installed
 	done, failed             int
 	stalled                  string
+	// The work queue's approximate counts, when it was asked (o.Work and
+	// something in TODO/); dlq is its dead-letter queue's, -1 unknown.
+	asked            bool
+	visible, running int
+	dlq              int
+}
+
+// signature changes whenever anything moved.
+func (s state) signature(busy int) string {
+	return fmt.Sprintf("%d %d %d %d %d %d %d %d", s.todo, s.visible, s.processing, s.waiting, s.done, s.failed, s.dlq, busy)
+}
+
+// stuck says what is waiting and, as far as the bucket and the work queue
+// tell, why nothing moves.
+func (s state) stuck(haveWork bool) string {
+	var parts []string
+	switch {
+	case s.todo == 0:
+	case !haveWork:
+		parts = append(parts, fmt.Sprintf("%d in TODO/, none finished (no WORK_QUEUE_URL to tell whether they are queued or running: is sqs-dispatcher running? `sqs-dispatcher status` shows more)", s.todo))
+	case !s.asked:
+		parts = append(parts, fmt.Sprintf("%d in TODO/, the work queue could not be read", s.todo))
+	case s.visible == 0 && s.running == 0 && s.dlq > 0:
+		parts = append(parts, fmt.Sprintf("%d in TODO/, none queued or running; %d in the work queue's dead-letter queue (their jobs failed repeatedly: fix the cause, then `sqs-dispatcher trigger --redrive`)", s.todo, s.dlq))
+	case s.visible == 0 && s.running == 0:
+		parts = append(parts, fmt.Sprintf("%d in TODO/, none queued or running (no work messages: check the bucket notification, or `sqs-dispatcher trigger`)", s.todo))
+	case s.running == 0:
+		parts = append(parts, fmt.Sprintf("%d in TODO/, %d queued, none running: is sqs-dispatcher running?", s.todo, s.visible))
+	default:
+		parts = append(parts, fmt.Sprintf("%d in TODO/, %d running and %d queued, no result yet (`sqs-dispatcher status` shows the tasks)", s.todo, s.processing, s.visible))
+	}
+	if s.waiting > 0 {
+		parts = append(parts, fmt.Sprintf("%d result(s) in DONE/ not installed yet", s.waiting))
+	}
+	if s.failed > 0 {
+		parts = append(parts, fmt.Sprintf("%d failed so far", s.failed))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (s state) drained() bool { return s.todo == 0 && s.waiting == 0 }
@@ -264,15 +350,17 @@ func look(ctx context.Context, o Options, t *tracker) (state, error) {
 		return s, fmt.Errorf("list %s: %w", library.TodoPrefix, err)
 	}
 	var dlq int
+	s.dlq = -1
 	if o.Work != nil && s.todo > 0 {
 		d, err := o.Work.Depth(ctx)
 		if err != nil {
 			return s, fmt.Errorf("depth of the work queue: %w", err)
 		}
 		s.processing = min(d.InFlight, s.todo)
+		s.asked, s.visible, s.running = true, d.Visible, d.InFlight
 		if r, ok := o.Work.(queue.Redriver); ok && d.Visible == 0 && d.InFlight == 0 {
 			if dd, err := r.DeadLetterDepth(ctx); err == nil {
-				dlq = dd.Visible
+				dlq, s.dlq = dd.Visible, dd.Visible
 			}
 		}
 	}
@@ -337,6 +425,49 @@ func (t *tracker) readFailed(ctx context.Context, st storage.Store) error {
 	return nil
 }
 
+// unsettled lists the uploads of this run that were neither installed nor
+// recorded in FAILED/, with where each one is now.
+func (t *tracker) unsettled(ctx context.Context, st storage.Store) []string {
+	t.mu.Lock()
+	var keys []string
+	for _, k := range t.uploaded {
+		rel, err := library.RelFromTodo(k)
+		if err != nil {
+			continue
+		}
+		done, _ := library.DoneKey(rel)
+		legacy, _ := library.LegacyDoneKey(rel)
+		failed, _ := library.FailedKey(rel)
+		_, isFailed := t.failedJobs[failed]
+		_, isKept := t.kept[failed]
+		_, notInstalled := t.stuck[done]
+		if t.installedKey[done] || (legacy != "" && t.installedKey[legacy]) || isFailed || isKept || notInstalled {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	t.mu.Unlock()
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		rel, _ := library.RelFromTodo(k)
+		done, _ := library.DoneKey(rel)
+		failed, _ := library.FailedKey(rel)
+		where := "gone from TODO/ with no result in DONE/ and no record in FAILED/"
+		if ok, err := storage.Exists(ctx, st, k); err != nil {
+			where = "cannot tell: " + err.Error()
+		} else if ok {
+			where = "still in TODO/"
+		} else if ok, _ := storage.Exists(ctx, st, done); ok {
+			where = "result in " + done + ", not installed"
+		} else if ok, _ := storage.Exists(ctx, st, failed); ok {
+			where = "recorded in " + failed + " before this run looked"
+		}
+		out = append(out, k+": "+where)
+	}
+	return out
+}
+
 type record struct {
 	Status string `json:"status"`
 	Reason string `json:"reason"`
@@ -395,6 +526,12 @@ func (r Report) Print(w io.Writer) {
 			fmt.Fprintln(w, "  "+f)
 		}
 	}
+	if len(r.Unsettled) > 0 {
+		fmt.Fprintf(w, "uploaded in this run, neither installed nor failed: %d\n", len(r.Unsettled))
+		for _, u := range r.Unsettled {
+			fmt.Fprintln(w, "  "+u)
+		}
+	}
 	if r.UploadErr != nil {
 		fmt.Fprintf(w, "upload: %v\n", r.UploadErr)
 	}
@@ -404,6 +541,9 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "interrupted with %s; run again to continue\n", left)
 	case r.TimedOut:
 		fmt.Fprintf(w, "timed out with %s; run `result-downloader process --skip-upload` to keep waiting\n", left)
+		if r.Stuck != "" {
+			fmt.Fprintf(w, "stuck: %s\n", r.Stuck)
+		}
 	case r.Stalled != "":
 		fmt.Fprintln(w, r.Stalled)
 	}

@@ -15,16 +15,17 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
+	"github.com/hevc-encoder/hevc-encoder/pkg/events"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media/mediatest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage/fs"
 	s3store "github.com/hevc-encoder/hevc-encoder/pkg/storage/s3"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/internal/testutil"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/process"
-	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
 )
 
 var (
@@ -108,8 +109,8 @@ func newSetup(t *testing.T, st storage.Store, upload bool) *setup {
 	return s
 }
 
-func (s *setup) uploader(log zerolog.Logger) *uploader.Uploader {
-	return &uploader.Uploader{Store: s.st, Log: log, Cfg: uploader.Config{Root: s.root, Include: "*.mp4", MinAge: time.Minute, Concurrency: 2}}
+func (s *setup) uploader(log zerolog.Logger) *upload.Uploader {
+	return &upload.Uploader{Store: s.st, Log: log, Cfg: upload.Config{Root: s.root, Include: "*.mp4", MinAge: time.Minute, Concurrency: 2}}
 }
 
 func (s *setup) path(rel string) string { return filepath.Join(s.root, filepath.FromSlash(rel)) }
@@ -178,7 +179,7 @@ func TestProcessUploadsAndWaits(t *testing.T) {
 	if err != nil || !rep.OK() {
 		t.Fatalf("process: %v (%+v)", err, rep)
 	}
-	if rep.Upload == nil || rep.Upload.Uploaded != 3 || rep.Upload.Skipped[uploader.SkipHevc] != 1 || rep.Installed != 3 {
+	if rep.Upload == nil || rep.Upload.Uploaded != 3 || rep.Upload.Skipped[upload.SkipHevc] != 1 || rep.Installed != 3 {
 		t.Errorf("report: upload %+v, installed %d", rep.Upload, rep.Installed)
 	}
 	s.checkConverted(t, rels...)
@@ -362,5 +363,118 @@ func TestProcessEndsOnRefusedKey(t *testing.T) {
 	}
 	if files := testutil.Files(t, filepath.Dir(s.root)); len(files) != 0 {
 		t.Errorf("written: %v", files)
+	}
+}
+
+// TestProcessSaysWhatIsStuck: work in TODO/ and no dispatcher. process
+// does not wait silently: once nothing has moved for StallAfter it says
+// what is stuck, with the count and the work queue's view, and says it
+// again while it stays so.
+func TestProcessSaysWhatIsStuck(t *testing.T) {
+	e := awstest.Shared(t)
+	envMu.Lock()
+	sharedEnv = e
+	envMu.Unlock()
+	ctx := context.Background()
+	for _, c := range []struct {
+		name     string
+		messages int
+		want     string
+	}{
+		{"queued", 3, "3 in TODO/, 3 queued, none running: is sqs-dispatcher running?"},
+		{"not queued", 0, "3 in TODO/, none queued or running (no work messages"},
+	} {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			st, err := s3store.New(ctx, e.StoreConfig(e.ScratchBucket(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := e.NewScratchQueue(t, 30*time.Second, 3)
+			for i, rel := range []string{"s/one.mp4", "s/two.mp4", "s/three.mp4"} {
+				if _, err := st.Put(ctx, library.TodoPrefix+rel, strings.NewReader("x"), storage.PutOptions{Size: 1}); err != nil {
+					t.Fatal(err)
+				}
+				if i < c.messages {
+					if err := q.Send(ctx, events.Created(st.Bucket(), library.TodoPrefix+rel, 1, "ObjectCreated:Put")); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			s := newSetup(t, st, false)
+			s.o.Work, s.o.StallAfter, s.o.Timeout = q, 300*time.Millisecond, 5*time.Second
+			rep, err := process.Run(ctx, s.o)
+			if err == nil || !rep.TimedOut || rep.Queued != 3 {
+				t.Fatalf("want a timeout with 3 queued: %v %+v", err, rep)
+			}
+			if !strings.Contains(rep.Stuck, c.want) {
+				t.Errorf("stuck %q, want %q", rep.Stuck, c.want)
+			}
+			logs := s.logs.String()
+			if n := strings.Count(logs, "nothing moved: "+c.want); n < 2 {
+				t.Errorf("said %d time(s) that nothing moved, want it repeated:\n%s", n, logs)
+			}
+			var b strings.Builder
+			rep.Print(&b)
+			if !strings.Contains(b.String(), "stuck: "+c.want) {
+				t.Errorf("printed report lacks the diagnosis:\n%s", b.String())
+			}
+			if keys := testutil.Keys(t, st, library.TodoPrefix); len(keys) != 3 {
+				t.Errorf("TODO/ changed: %v", keys)
+			}
+		})
+	}
+}
+
+// TestProcessReportsUnsettledUploads: an upload whose TODO/ object vanished
+// with neither a result nor a FAILED/ record is listed at the end, and the
+// run fails.
+func TestProcessReportsUnsettledUploads(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	s := newSetup(t, nil, true)
+	testutil.Clip(t, s.path("u/ok.mp4"), clip2s)
+	testutil.Clip(t, s.path("u/lost.mp4"), clip2s)
+	// The test plays the processor: a result for ok.mp4; lost.mp4's work
+	// object is dropped without a trace, as a processor bug might.
+	w := &watched{Store: s.st, ch: make(chan struct{})}
+	s.o.Store = w
+	var (
+		rep  process.Report
+		err  error
+		done = make(chan struct{})
+	)
+	go func() { rep, err = process.Run(context.Background(), s.o); close(done) }()
+	select {
+	case <-w.ch:
+	case <-done:
+	}
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		case <-time.After(100 * time.Millisecond):
+			for _, k := range testutil.Keys(t, s.st, library.TodoPrefix) {
+				if k != "TODO/u/lost.mp4" {
+					rel, _ := library.RelFromTodo(k)
+					testutil.PutResult(t, s.st, s.root, rel, testutil.ResultOpts{})
+				}
+				if derr := s.st.Delete(context.Background(), k); derr != nil {
+					t.Fatal(derr)
+				}
+			}
+		}
+	}
+	if err == nil || rep.OK() || rep.Installed != 1 {
+		t.Fatalf("process: %v %+v", err, rep)
+	}
+	if len(rep.Unsettled) != 1 || !strings.HasPrefix(rep.Unsettled[0], "TODO/u/lost.mp4: gone from TODO/ with no result") {
+		t.Errorf("unsettled %q", rep.Unsettled)
+	}
+	var b strings.Builder
+	rep.Print(&b)
+	if !strings.Contains(b.String(), "neither installed nor failed: 1") || !strings.Contains(err.Error(), "neither installed nor in FAILED/") {
+		t.Errorf("report:\n%s\nerror: %v", b.String(), err)
+	}
+	if _, err := os.Stat(s.path("u/lost.mp4")); err != nil {
+		t.Errorf("original lost: %v", err)
 	}
 }

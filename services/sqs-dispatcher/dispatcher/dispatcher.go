@@ -7,7 +7,6 @@ package dispatcher
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,13 +33,22 @@ type Config struct {
 	// Refresh is how often Run lists the launcher's running processors
 	// (default 2 s); keys launched in between count as in flight.
 	Refresh time.Duration
+	// Reconcile is how often Run re-queues TODO/ objects that have no
+	// message (see Reconcile); 0 turns it off.
+	Reconcile time.Duration
+	// ReconcileGrace is how old a TODO/ object must be before Reconcile
+	// re-queues it, so that a fresh upload whose event is on its way is
+	// not sent twice.
+	ReconcileGrace time.Duration
 }
 
 // Bind registers the dispatcher's variables.
 func (c *Config) Bind(s *config.Set) {
 	s.Duration(&c.Wait, "RECEIVE_WAIT", 20*time.Second, "long-poll wait of each receive (max 20s on SQS)")
 	s.Duration(&c.StartGrace, "START_GRACE", 10*time.Minute, "message visibility from a launch until the processor's heartbeat takes over (covers task provisioning and image pull)")
-	s.Duration(&c.Busy, "BUSY_WAIT", 5*time.Second, "pause when at MAX_TASKS or after an error; a message whose launch failed reappears after it")
+	s.Duration(&c.Busy, "BUSY_WAIT", 5*time.Second, "pause when at MAX_TASKS or after a failed launch or receive")
+	s.Duration(&c.Reconcile, "RECONCILE_INTERVAL", 10*time.Minute, "how often TODO/ objects that have no message, running task or result (lost notifications, a purged queue, a .Mp4 spelling the suffix rules miss) are re-queued; 0 turns it off")
+	s.Duration(&c.ReconcileGrace, "RECONCILE_GRACE", 5*time.Minute, "how old a TODO/ object must be before the reconcile re-queues it (its own event may still be on its way)")
 	s.Check(func() error {
 		if c.Wait < 0 || c.Wait > 20*time.Second {
 			return fmt.Errorf("RECEIVE_WAIT must be 0..20s, got %s", c.Wait)
@@ -50,6 +58,12 @@ func (c *Config) Bind(s *config.Set) {
 		}
 		if c.Busy <= 0 {
 			return fmt.Errorf("BUSY_WAIT must be positive, got %s", c.Busy)
+		}
+		if c.Reconcile != 0 && c.Reconcile < time.Second {
+			return fmt.Errorf("RECONCILE_INTERVAL must be 0 (off) or at least 1s, got %s", c.Reconcile)
+		}
+		if c.ReconcileGrace < 0 {
+			return fmt.Errorf("RECONCILE_GRACE must not be negative, got %s", c.ReconcileGrace)
 		}
 		return nil
 	})
@@ -152,6 +166,13 @@ func (k *Keys) load() int {
 	return n + k.busy
 }
 
+// handling is the number of messages being handled.
+func (k *Keys) handling() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.busy
+}
+
 func (k *Keys) addBusy(d int) {
 	k.mu.Lock()
 	k.busy += d
@@ -163,11 +184,16 @@ type Outcome string
 
 // Outcomes of Handle.
 const (
-	Launched  Outcome = "launched"
-	Dropped   Outcome = "dropped"   // deleted: invalid, not ours, gone, done, or a duplicate
-	Deferred  Outcome = "deferred"  // kept hidden: a task for the key is running
-	Split     Outcome = "split"     // several records re-sent one per message
-	Retry     Outcome = "retry"     // left to reappear (error)
+	Launched     Outcome = "launched"
+	Dropped      Outcome = "dropped"       // deleted: unusable, gone, done, or a duplicate
+	Deferred     Outcome = "deferred"      // kept hidden: a task for the key is running
+	Split        Outcome = "split"         // several records re-sent one per message
+	Retry        Outcome = "retry"         // hidden for a backoff (store or queue error)
+	LaunchFailed Outcome = "launch-failed" // hidden for a backoff; Run pauses BUSY_WAIT
+	// Misrouted: the event names another bucket than S3_BUCKET. Our
+	// configuration may be what is wrong, so the message is not deleted: it
+	// reappears, and the redrive policy dead-letters it.
+	Misrouted Outcome = "misrouted"
 	Unhandled Outcome = "unhandled" // ctx ended
 )
 
@@ -187,7 +213,8 @@ func (c *Config) defaults() {
 // so that the next batch is received while the last is still launching.
 const maxHandlers = 20
 
-// Run dispatches until ctx ends. At the launcher's capacity it receives
+// Run dispatches until ctx ends, and every Cfg.Reconcile re-queues lost
+// work (Reconciler). At the launcher's capacity it receives
 // nothing (messages stay in the queue), so the cap holds however many
 // messages wait. The launcher's tasks are listed at most every Refresh
 // (and whenever a redelivered message needs a fresh look); in between,
@@ -198,9 +225,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, maxHandlers)
+	handled := make(chan struct{}, 1) // a message's handling ended
 	var mu sync.Mutex
 	var pauseUntil time.Time
 	var listed time.Time // when the last snapshot was taken; zero: take one
+	if d.Cfg.Reconcile > 0 {
+		rc := &Reconciler{D: d, Keys: keys}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc.Run(ctx, d.Cfg.Reconcile)
+		}()
+	}
 	refresh := func() bool {
 		start := time.Now()
 		snap, err := d.Launcher.InFlight(ctx)
@@ -232,6 +268,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			free = min(10, c-keys.load())
 		}
 		if free <= 0 {
+			if keys.handling() > 0 {
+				// Messages still being handled count against the cap
+				// until they are launched or dropped; most end in
+				// milliseconds (junk, duplicates), so wait for one of
+				// them rather than BUSY_WAIT.
+				select {
+				case <-handled:
+				case <-ctx.Done():
+				case <-time.After(d.Cfg.Busy):
+				}
+				continue
+			}
 			d.Log.Debug().Int("running", keys.Running()).Int("max_tasks", d.Launcher.Capacity()).Msg("at capacity; not receiving")
 			sleep(ctx, d.Cfg.Busy)
 			listed = time.Time{} // see which tasks have ended
@@ -268,12 +316,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				defer keys.addBusy(-1)
+				defer func() {
+					keys.addBusy(-1)
+					select {
+					case handled <- struct{}{}:
+					default:
+					}
+				}()
 				out, err := d.Handle(ctx, m, keys)
 				if err != nil && ctx.Err() == nil {
 					d.Log.Error().Err(err).Str("message_id", m.ID).Str("outcome", string(out)).Msg("dispatch failed; the message will be redelivered")
 				}
-				if out == Retry {
+				if out == LaunchFailed {
+					// Only a failed launch pauses receiving (no capacity,
+					// throttled); unusable messages and store errors do
+					// not hold up the messages behind them.
 					mu.Lock()
 					pauseUntil = time.Now().Add(d.Cfg.Busy)
 					mu.Unlock()
@@ -307,7 +364,7 @@ func (d *Dispatcher) HandleBatch(ctx context.Context, msgs []queue.Message, infl
 			if err != nil && ctx.Err() == nil {
 				d.Log.Error().Err(err).Str("message_id", m.ID).Str("outcome", string(out)).Msg("dispatch failed; the message will be redelivered")
 			}
-			if out == Retry {
+			if out == LaunchFailed {
 				mu.Lock()
 				launchFailed = true
 				mu.Unlock()
@@ -320,19 +377,22 @@ func (d *Dispatcher) HandleBatch(ctx context.Context, msgs []queue.Message, infl
 
 // Handle dispatches one message. inflight holds the keys whose processors
 // run; Handle claims the key before launching and keeps it claimed once
-// launched.
+// launched. A message it cannot use is deleted and logged at warn level with
+// the reason, except one for another bucket (see Misrouted). After an error
+// the message is hidden for queue.RetryDelay of its receive count.
 func (d *Dispatcher) Handle(ctx context.Context, m queue.Message, inflight *Keys) (Outcome, error) {
 	d.Cfg.defaults()
+	mlog := d.Log.With().Str("message_id", m.ID).Int("receive_count", m.ReceiveCount).Logger()
 	recs, err := events.Parse(m.Body)
 	if err != nil {
-		d.Log.Error().Err(err).Str("message_id", m.ID).Msg("unreadable work message; deleted")
+		mlog.Warn().Err(err).Str("reason", "not an S3 event notification").Msg("unusable work message; deleted")
 		return Dropped, d.Queue.Delete(ctx, m.Receipt)
 	}
 	if len(recs) != 1 {
 		// One job per message, so that each has its own receipt for the
 		// processor's heartbeat: split (or drop a test event).
 		if len(recs) == 0 {
-			d.Log.Info().Str("message_id", m.ID).Msg("test event; deleted")
+			mlog.Info().Msg("S3 test event (sent when notifications are configured); deleted")
 			return Dropped, d.Queue.Delete(ctx, m.Receipt)
 		}
 		var bodies []string
@@ -340,28 +400,35 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message, inflight *Keys
 			bodies = append(bodies, events.Created(r.Bucket, r.Key, r.Size, r.EventName))
 		}
 		if err := d.Queue.Send(ctx, bodies...); err != nil {
-			return Retry, fmt.Errorf("split message %s: %w", m.ID, err)
+			return d.retry(ctx, m, mlog, Retry, fmt.Errorf("split message %s: %w", m.ID, err))
 		}
-		d.Log.Info().Str("message_id", m.ID).Int("records", len(recs)).Msg("message split into one message per record")
+		mlog.Info().Int("records", len(recs)).Msg("message split into one message per record")
 		return Split, d.Queue.Delete(ctx, m.Receipt)
 	}
 	r := recs[0]
-	log := d.Log.With().Str("key", r.Key).Str("message_id", m.ID).Int("receive_count", m.ReceiveCount).Logger()
-	drop := func(why string) (Outcome, error) {
-		log.Info().Str("reason", why).Msg("message dropped")
+	log := mlog.With().Str("key", r.Key).Logger()
+	drop := func(level zerolog.Level, why string) (Outcome, error) {
+		log.WithLevel(level).Str("reason", why).Msg("message dropped")
 		if err := d.Queue.Delete(ctx, m.Receipt); err != nil {
-			return Retry, fmt.Errorf("delete message for %s: %w", r.Key, err)
+			return d.retry(ctx, m, log, Retry, fmt.Errorf("delete message for %s: %w", r.Key, err))
 		}
 		return Dropped, nil
 	}
-	if reason := Validate(r, d.Store.Bucket()); reason != "" {
-		return drop(reason)
+	if bucket := d.Store.Bucket(); r.Bucket != bucket {
+		// Either the notification is routed to the wrong queue or
+		// S3_BUCKET is wrong: ours to fix, so nothing is deleted.
+		log.Error().Str("event_bucket", r.Bucket).Str("configured_bucket", bucket).
+			Msg("the event's bucket is not S3_BUCKET: message left in the queue (the redrive policy dead-letters it); check S3_BUCKET and where the bucket's notifications go")
+		return Misrouted, nil
+	}
+	if reason := Validate(r); reason != "" {
+		return drop(zerolog.WarnLevel, reason)
 	}
 	if !inflight.Claim(r.Key) {
 		if m.ReceiveCount <= 1 {
 			// A second event for a key whose task runs: that task holds its
 			// own message, so this one is redundant.
-			return drop("duplicate: a processor for this key is already running")
+			return drop(zerolog.InfoLevel, "duplicate: a processor for this key is already running")
 		}
 		// Received before: this may be the running task's own message
 		// (whose heartbeat has not started yet, or stopped). Keep it,
@@ -388,50 +455,64 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message, inflight *Keys
 	todoOK, todoErr = storage.Exists(ctx, d.Store, r.Key)
 	wg.Wait()
 	if doneErr != nil {
-		return Retry, fmt.Errorf("check %s: %w", doneKey, doneErr)
+		return d.retry(ctx, m, log, Retry, fmt.Errorf("check %s: %w", doneKey, doneErr))
 	} else if doneOK {
 		// Encoded before (the message was redelivered after the processor
-		// uploaded): finish its clean-up.
-		if err := d.Store.Delete(ctx, r.Key); err != nil {
-			return Retry, fmt.Errorf("delete %s (result exists): %w", r.Key, err)
+		// uploaded): finish its clean-up, unless the result is of an older
+		// version (stale.go): then this newer TODO/ object is dispatched.
+		newer, err := d.deleteEncodedTodo(ctx, r.Key, doneKey)
+		if err != nil {
+			return d.retry(ctx, m, log, Retry, fmt.Errorf("delete %s (result exists): %w", r.Key, err))
 		}
-		return drop("result already in DONE/")
+		if !newer {
+			return drop(zerolog.InfoLevel, "result already in DONE/")
+		}
+		log.Info().Str("done", doneKey).Msg("DONE/ holds the result of an older version; dispatching this newer TODO/ object")
 	}
 	if todoErr != nil {
-		return Retry, fmt.Errorf("check %s: %w", r.Key, todoErr)
+		return d.retry(ctx, m, log, Retry, fmt.Errorf("check %s: %w", r.Key, todoErr))
 	} else if !todoOK {
-		return drop("TODO object no longer exists")
+		return drop(zerolog.InfoLevel, "TODO object no longer exists")
 	}
 	// Hide the message for the start-up before RunTask, so that the
 	// receipt the processor gets stays valid however long RunTask's
 	// retries take; the processor's heartbeat takes over from there.
 	if err := d.Queue.ChangeVisibility(ctx, m.Receipt, d.Cfg.StartGrace); err != nil {
-		return Retry, fmt.Errorf("extend visibility of the message for %s: %w", r.Key, err)
+		return d.retry(ctx, m, log, Retry, fmt.Errorf("extend visibility of the message for %s: %w", r.Key, err))
 	}
-	job := launch.Job{Bucket: r.Bucket, Key: r.Key, QueueURL: d.Queue.Name(), Receipt: m.Receipt}
+	job := launch.Job{Bucket: r.Bucket, Key: r.Key, QueueURL: d.Queue.Name(), Receipt: m.Receipt, ReceiveCount: m.ReceiveCount}
 	if err := d.Launcher.Launch(ctx, job); err != nil {
-		// Let the message come back soon rather than after StartGrace.
-		if verr := d.Queue.ChangeVisibility(context.WithoutCancel(ctx), m.Receipt, d.Cfg.Busy); verr != nil {
-			log.Warn().Err(verr).Msg("give the message back after a failed launch")
-		}
-		if ctx.Err() != nil {
-			return Unhandled, ctx.Err()
-		}
-		return Retry, fmt.Errorf("launch %s: %w", r.Key, err)
+		// Let the message come back after a backoff rather than after
+		// StartGrace.
+		return d.retry(ctx, m, log, LaunchFailed, fmt.Errorf("launch %s: %w", r.Key, err))
 	}
 	launched = true
 	log.Info().Msg("processor launched")
 	return Launched, nil
 }
 
-// Validate says why a record is not a job for this bucket ("" when it is):
-// another bucket, not an ObjectCreated event, a key outside TODO/<rel>.mp4
-// or the library rules, or one of our own outputs.
-func Validate(r events.Record, bucket string) string {
-	if r.Bucket != bucket {
-		return fmt.Sprintf("bucket %q is not ours (%q)", r.Bucket, bucket)
+// retry hides m for queue.RetryDelay of its receive count, so that it is
+// retried soon after a passing failure and ever more slowly after a lasting
+// one (until maxReceiveCount dead-letters it), and returns out and err.
+func (d *Dispatcher) retry(ctx context.Context, m queue.Message, log zerolog.Logger, out Outcome, err error) (Outcome, error) {
+	delay := queue.RetryDelay(m.ReceiveCount)
+	if verr := d.Queue.ChangeVisibility(context.WithoutCancel(ctx), m.Receipt, delay); verr != nil {
+		log.Warn().Err(verr).Msg("schedule the message's retry; it reappears after its visibility timeout")
+	} else {
+		log.Debug().Dur("retry_in", delay).Msg("message hidden until its retry")
 	}
-	if r.EventName != "" && !strings.HasPrefix(r.EventName, "ObjectCreated") {
+	if ctx.Err() != nil {
+		return Unhandled, ctx.Err()
+	}
+	return out, err
+}
+
+// Validate says why a record is not a job ("" when it is): not an
+// ObjectCreated event (in S3's or MinIO's spelling), a key outside
+// TODO/<rel>.mp4 or the library rules, or one of our own outputs. The
+// bucket is Handle's to check.
+func Validate(r events.Record) string {
+	if r.EventName != "" && !events.IsObjectCreated(r.EventName) {
 		return "event " + r.EventName + " is not ObjectCreated"
 	}
 	rel, err := library.RelFromTodo(r.Key)

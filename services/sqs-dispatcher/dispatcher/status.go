@@ -42,10 +42,17 @@ type PrefixCount struct {
 
 // QueueStatus is a queue's approximate depth, and its dead-letter queue's.
 type QueueStatus struct {
-	Name     string       `json:"url"`
-	Visible  int          `json:"visible"`
-	InFlight int          `json:"in_flight"`
-	DLQ      *queue.Depth `json:"dead_letter,omitempty"`
+	Name     string     `json:"url"`
+	Visible  int        `json:"visible"`
+	InFlight int        `json:"in_flight"`
+	DLQ      *DepthJSON `json:"dead_letter,omitempty"`
+}
+
+// DepthJSON is a queue.Depth with the JSON keys of status --json (snake_case,
+// like every other key there).
+type DepthJSON struct {
+	Visible  int `json:"visible"`
+	InFlight int `json:"in_flight"`
 }
 
 // TaskStatus lists the running processors.
@@ -129,7 +136,7 @@ func queueStatus(ctx context.Context, q queue.Queue) (*QueueStatus, error) {
 	qs := &QueueStatus{Name: q.Name(), Visible: d.Visible, InFlight: d.InFlight}
 	if r, ok := q.(queue.Redriver); ok {
 		if dd, err := r.DeadLetterDepth(ctx); err == nil {
-			qs.DLQ = &dd
+			qs.DLQ = &DepthJSON{Visible: dd.Visible, InFlight: dd.InFlight}
 		}
 	}
 	return qs, nil

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,10 @@ type Fault struct {
 type Server struct {
 	Root string // files of user u are under Root/u
 	URL  string // base URL (NC_URL)
+	// NoETags makes the server send no ETags (no getetag property, no ETag
+	// header), like some WebDAV servers; it still honours
+	// If-Unmodified-Since on DELETE, as SabreDAV does.
+	NoETags bool
 
 	srv       *httptest.Server
 	mu        sync.Mutex
@@ -237,12 +242,67 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Method == http.MethodDelete {
-		if !s.ifMatch(w, r, user, rel) {
+		if !s.ifMatch(w, r, user, rel) || !s.ifUnmodifiedSince(w, r, user, rel) {
 			return
 		}
 		defer s.forget(user, rel)
 	}
+	s.mu.Lock()
+	noETags := s.NoETags
+	s.mu.Unlock()
+	if noETags {
+		s.serveWithoutETags(h, w, r)
+		return
+	}
 	h.ServeHTTP(w, r)
+}
+
+var getetagRE = regexp.MustCompile(`<[A-Za-z0-9]*:?getetag(?: [^>]*)?>[^<]*</[A-Za-z0-9]*:?getetag>|<[A-Za-z0-9]*:?getetag/>`)
+
+// serveWithoutETags serves r with every ETag taken out.
+func (s *Server) serveWithoutETags(h http.Handler, w http.ResponseWriter, r *http.Request) {
+	if r.Method != "PROPFIND" {
+		h.ServeHTTP(&noETagWriter{ResponseWriter: w}, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	body := getetagRE.ReplaceAll(rec.Body.Bytes(), nil)
+	for k, v := range rec.Header() {
+		if k != "Etag" && k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(body)
+}
+
+type noETagWriter struct{ http.ResponseWriter }
+
+func (w *noETagWriter) WriteHeader(code int) {
+	w.Header().Del("Etag")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *noETagWriter) Write(p []byte) (int, error) {
+	w.Header().Del("Etag")
+	return w.ResponseWriter.Write(p)
+}
+
+// ifUnmodifiedSince answers 412 when the resource changed after the
+// If-Unmodified-Since date (whole seconds, as HTTP dates go).
+func (s *Server) ifUnmodifiedSince(w http.ResponseWriter, r *http.Request, user, rel string) bool {
+	v := r.Header.Get("If-Unmodified-Since")
+	if v == "" {
+		return true
+	}
+	since, err := http.ParseTime(v)
+	fi, serr := os.Stat(s.Path(user, rel))
+	if err == nil && (serr != nil || !fi.ModTime().Truncate(time.Second).After(since)) {
+		return true
+	}
+	http.Error(w, "precondition failed", http.StatusPreconditionFailed)
+	return false
 }
 
 // ifMatch answers 412 when If-Match names another ETag than the resource
@@ -345,16 +405,25 @@ type csFile struct {
 
 var checksumsName = xml.Name{Space: OCNamespace, Local: "checksums"}
 
+var getetagName = xml.Name{Space: "DAV:", Local: "getetag"}
+
 func (f *csFile) DeadProps() (map[xml.Name]webdav.Property, error) {
-	v := f.fs.s.checksum(f.fs.user, f.name)
-	if v == "" {
-		return nil, nil
+	props := map[xml.Name]webdav.Property{}
+	// Folders have ETags on Nextcloud (x/net/webdav reports none): one
+	// that changes when the folder's entries do, as its mtime does.
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		var tag strings.Builder
+		xml.EscapeText(&tag, []byte(ETag(fi)))
+		props[getetagName] = webdav.Property{XMLName: getetagName, InnerXML: []byte(tag.String())}
 	}
-	var inner strings.Builder
-	inner.WriteString(`<checksum xmlns="` + OCNamespace + `">`)
-	xml.EscapeText(&inner, []byte(v))
-	inner.WriteString(`</checksum>`)
-	return map[xml.Name]webdav.Property{checksumsName: {XMLName: checksumsName, InnerXML: []byte(inner.String())}}, nil
+	if v := f.fs.s.checksum(f.fs.user, f.name); v != "" {
+		var inner strings.Builder
+		inner.WriteString(`<checksum xmlns="` + OCNamespace + `">`)
+		xml.EscapeText(&inner, []byte(v))
+		inner.WriteString(`</checksum>`)
+		props[checksumsName] = webdav.Property{XMLName: checksumsName, InnerXML: []byte(inner.String())}
+	}
+	return props, nil
 }
 
 func (f *csFile) Patch(p []webdav.Proppatch) ([]webdav.Propstat, error) {

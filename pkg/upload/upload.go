@@ -1,5 +1,6 @@
-// Package uploader is s3-uploader's logic: walk the library and put every
-// H.264 .mp4 that has no result yet into the bucket's TODO/.
+// Package upload walks the library and puts every H.264 .mp4 that has no
+// result yet into the bucket's TODO/: s3-uploader's logic, shared with
+// `result-downloader process` (which uploads before it waits).
 //
 // A file is uploaded only when none of the skip rules holds (see the Skip*
 // reasons); the upload carries the file's SHA-256 (the store refuses to
@@ -8,7 +9,7 @@
 // source-mtime and source-sha256, which the processor copies onto the
 // result and the downloader checks against the original before replacing
 // it.
-package uploader
+package upload
 
 import (
 	"context"
@@ -114,7 +115,7 @@ const (
 	SkipTooNew    = "modified within MIN_AGE"
 	SkipHevc      = "already HEVC"
 	SkipSibling   = "-hevc.mp4 name already taken"
-	SkipConverted = "verified -hevc.mp4 beside it"
+	SkipConverted = "HEVC copy beside it"
 	SkipQueued    = "already in TODO/"
 	SkipDone      = "result waiting in DONE/"
 	SkipFailed    = "failed before (see FAILED/)"
@@ -268,19 +269,34 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 		return o
 	}
 
-	// A file beside its -hevc.mp4: converted before (the original kept by
-	// hand?) when that file is a verified HEVC copy, else a stranger has the
-	// name. Either way nothing is uploaded; both are reported.
+	// A file beside its -hevc.mp4: converted before (the original kept
+	// then), or a stranger has the name. Either way nothing is uploaded;
+	// both are reported. The check (HEVC, same duration) is not the
+	// downloader's picture comparison, so nothing here suggests removing
+	// the original. An original spelled .MP4 had <stem>-hevc.mp4 before
+	// spellings were told apart: that counts as its own when no <stem>.mp4
+	// exists (whose name it is now) and it is an HEVC copy of this file.
 	sibRel := library.HevcRel(rel)
-	if sib, _ := library.Path(u.Cfg.Root, sibRel); exists(sib) {
-		if ok, why := u.verifiedSibling(ctx, p, sib); ok {
-			log.Warn().Str("sibling", sibRel).Msg("not uploaded: a verified HEVC copy is beside it; delete the original by hand if it is no longer needed")
-			o.skip, o.note = SkipConverted, "original kept beside its verified "+path.Base(sibRel)+" (delete it by hand if no longer needed)"
-		} else {
-			log.Warn().Str("sibling", sibRel).Str("why", why).Msg("not uploaded: its -hevc.mp4 name is taken by a file that is not its HEVC copy; resolve by hand")
-			o.skip, o.note = SkipSibling, fmt.Sprintf("%s exists but is not its HEVC copy (%s); rename one of them", path.Base(sibRel), why)
+	sib, _ := library.Path(u.Cfg.Root, sibRel)
+	legacy := false
+	if !exists(sib) {
+		if lk, ok := library.LegacyDoneKey(rel); ok && !exists(strings.TrimSuffix(p, filepath.Ext(p))+".mp4") {
+			lrel := strings.TrimPrefix(lk, library.DonePrefix)
+			if lp, _ := library.Path(u.Cfg.Root, lrel); exists(lp) {
+				sibRel, sib, legacy = lrel, lp, true
+			}
 		}
-		return o
+	}
+	if exists(sib) {
+		if ok, why := u.verifiedSibling(ctx, p, sib); ok {
+			log.Warn().Str("sibling", sibRel).Msg("not uploaded: an HEVC copy of the same duration is beside it; both kept (not compared picture by picture)")
+			o.skip, o.note = SkipConverted, "kept beside "+path.Base(sibRel)+", an HEVC copy of the same duration (not compared picture by picture, so both are kept)"
+			return o
+		} else if !legacy {
+			log.Warn().Str("sibling", sibRel).Str("why", why).Msg("not uploaded: its result name is taken by a file that is not its HEVC copy; rename one of them")
+			o.skip, o.note = SkipSibling, fmt.Sprintf("%s exists but is not its HEVC copy (%s); rename one of them", path.Base(sibRel), why)
+			return o
+		}
 	}
 
 	var sums *storage.Sums // computed once, when first needed
@@ -325,6 +341,30 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		o.err = fmt.Errorf("check %s: %w", doneKey, err)
 		return o
+	} else if lk, ok := library.LegacyDoneKey(rel); ok && !exists(strings.TrimSuffix(p, filepath.Ext(p))+".mp4") {
+		// A result made before spellings were told apart (DONE/a-hevc.mp4
+		// for a.MP4): the downloader still installs it when no a.mp4
+		// exists, so it counts only if it was made from this very file.
+		if obj, err := u.Store.Head(ctx, lk); err == nil {
+			if src := obj.Metadata[storage.MetaSourceSHA]; src != "" {
+				srcSize, perr := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
+				if perr != nil {
+					srcSize = st.Size()
+				}
+				ok, err := same(srcSize, src)
+				if err != nil {
+					o.err = err
+					return o
+				}
+				if ok {
+					o.skip = SkipDone
+					return o
+				}
+			}
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			o.err = fmt.Errorf("check %s: %w", lk, err)
+			return o
+		}
 	}
 
 	failedKey, _ := library.FailedKey(rel)

@@ -1,4 +1,4 @@
-package uploader_test
+package upload_test
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage/fs"
 	s3store "github.com/hevc-encoder/hevc-encoder/pkg/storage/s3"
-	"github.com/hevc-encoder/hevc-encoder/services/s3-uploader/uploader"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 )
 
 var (
@@ -129,9 +129,9 @@ func put(t *testing.T, st storage.Store, key string, b []byte, md map[string]str
 	}
 }
 
-func newUploader(t *testing.T, st storage.Store, root string) *uploader.Uploader {
-	return &uploader.Uploader{Store: st, Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("service", "s3-uploader").Logger(),
-		Cfg: uploader.Config{Root: root, Include: "*.mp4", MinAge: 5 * time.Minute, Concurrency: 3}}
+func newUploader(t *testing.T, st storage.Store, root string) *upload.Uploader {
+	return &upload.Uploader{Store: st, Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("service", "s3-uploader").Logger(),
+		Cfg: upload.Config{Root: root, Include: "*.mp4", MinAge: 5 * time.Minute, Concurrency: 3}}
 }
 
 func fsStore(t *testing.T, dir string) storage.Store {
@@ -208,8 +208,8 @@ func TestSkipRules(t *testing.T) {
 		t.Errorf("uploaded %d, failed %d", sum.Uploaded, sum.Failed)
 	}
 	wantSkips := map[string]int{
-		uploader.SkipConverted: 1, uploader.SkipSibling: 2, uploader.SkipHevc: 1, uploader.SkipQueued: 1,
-		uploader.SkipDone: 1, uploader.SkipFailed: 1, uploader.SkipTooNew: 1, uploader.SkipExcluded: 2,
+		upload.SkipConverted: 1, upload.SkipSibling: 2, upload.SkipHevc: 1, upload.SkipQueued: 1,
+		upload.SkipDone: 1, upload.SkipFailed: 1, upload.SkipTooNew: 1, upload.SkipExcluded: 2,
 	}
 	for r, n := range wantSkips {
 		if sum.Skipped[r] != n {
@@ -220,7 +220,7 @@ func TestSkipRules(t *testing.T) {
 		t.Errorf("skip reasons %v", sum.Skipped)
 	}
 	attention := strings.Join(sum.Attention, "\n")
-	for _, want := range []string{"converted.mp4: original kept beside its verified converted-hevc.mp4", "taken.mp4: taken-hevc.mp4 exists but is not its HEVC copy", "shortsib.mp4: shortsib-hevc.mp4 exists but is not its HEVC copy (durations differ"} {
+	for _, want := range []string{"converted.mp4: kept beside converted-hevc.mp4, an HEVC copy of the same duration (not compared picture by picture, so both are kept)", "taken.mp4: taken-hevc.mp4 exists but is not its HEVC copy", "shortsib.mp4: shortsib-hevc.mp4 exists but is not its HEVC copy (durations differ"} {
 		if !strings.Contains(attention, want) {
 			t.Errorf("attention lacks %q:\n%s", want, attention)
 		}
@@ -249,12 +249,74 @@ func TestSkipRules(t *testing.T) {
 
 	// Second run: idempotent.
 	sum2, err := u.Run(ctx)
-	if err != nil || sum2.Uploaded != 0 || sum2.Skipped[uploader.SkipQueued] != len(uploaded)+1 {
+	if err != nil || sum2.Uploaded != 0 || sum2.Skipped[upload.SkipQueued] != len(uploaded)+1 {
 		t.Errorf("second run: %v %s", err, sum2)
 	}
 }
 
 // TestDryRun uploads nothing and says what it would upload.
+// Issue 15, point 5: a.mp4 and a.MP4 in one folder are two works with two
+// result keys; a result made before spellings were told apart
+// (DONE/b-hevc.mp4 for b.MP4, or b-hevc.mp4 beside it) still counts for a
+// lone b.MP4, but not once a b.mp4 exists, whose name it now is. No
+// attention note tells anyone to delete an original.
+func TestSpellingsInOneFolder(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	root := t.TempDir()
+	st := fsStore(t, "")
+	ctx := context.Background()
+	p := func(rel string) string { return filepath.Join(root, filepath.FromSlash(rel)) }
+	h264 := mediatest.ClipOpts{Seconds: 2}
+	other := mediatest.ClipOpts{Seconds: 3}
+	hevc := mediatest.ClipOpts{Seconds: 2, HEVC: true}
+
+	clip(t, p("both/a.mp4"), h264)
+	clip(t, p("both/a.MP4"), other)
+	clip(t, p("legacy/b.MP4"), h264) // its old-scheme result waits in DONE/
+	clip(t, p("legacyboth/c.mp4"), h264)
+	clip(t, p("legacyboth/c.MP4"), other) // DONE/legacyboth/c-hevc.mp4 is c.MP4's, old scheme
+	clip(t, p("legacysib/d.MP4"), h264)
+	clip(t, p("legacysib/d-hevc.mp4"), hevc) // converted under the old scheme, original kept
+	clip(t, p("sibboth/e.mp4"), h264)
+	clip(t, p("sibboth/e.MP4"), h264)
+	clip(t, p("sibboth/e-hevc.mp4"), hevc) // e.mp4's, by name
+	clip(t, p("newsib/f.Mp4"), h264)
+	clip(t, p("newsib/f-hevc-Mp4.mp4"), hevc) // f.Mp4's result; never uploaded itself
+	for _, rel := range []string{"legacy/b.MP4", "legacyboth/c.MP4"} {
+		b, _ := os.ReadFile(p(rel))
+		old := "DONE/" + strings.TrimSuffix(rel, ".MP4") + "-hevc.mp4"
+		put(t, st, old, []byte("result"), map[string]string{storage.MetaSourceSize: strconv.Itoa(len(b)), storage.MetaSourceSHA: sha(b)})
+	}
+
+	sum, err := newUploader(t, st, root).Run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("summary: %s", sum)
+	want := []string{"TODO/both/a.MP4", "TODO/both/a.mp4", "TODO/legacyboth/c.MP4", "TODO/legacyboth/c.mp4", "TODO/sibboth/e.MP4"}
+	if got := keys(t, st, library.TodoPrefix); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("TODO/ holds\n%v\nwant\n%v", got, want)
+	}
+	for _, rel := range []string{"both/a.mp4", "both/a.MP4"} {
+		obj, err := st.Head(ctx, "TODO/"+rel)
+		if err != nil || obj.SHA256 != fileSHA(t, p(rel)) {
+			t.Errorf("TODO/%s is not %s: %+v %v", rel, rel, obj, err)
+		}
+	}
+	if sum.Skipped[upload.SkipDone] != 1 || sum.Skipped[upload.SkipConverted] != 3 || sum.Skipped[upload.SkipSibling] != 0 {
+		t.Errorf("skips %v, want 1 done (legacy/b.MP4), 3 converted (legacysib/d.MP4, sibboth/e.mp4, newsib/f.Mp4)", sum.Skipped)
+	}
+	attention := strings.Join(sum.Attention, "\n")
+	for _, want := range []string{"legacysib/d.MP4: kept beside d-hevc.mp4", "sibboth/e.mp4: kept beside e-hevc.mp4", "newsib/f.Mp4: kept beside f-hevc-Mp4.mp4"} {
+		if !strings.Contains(attention, want) {
+			t.Errorf("attention lacks %q:\n%s", want, attention)
+		}
+	}
+	if strings.Contains(strings.ToLower(attention), "delete") || strings.Contains(attention, "by hand") {
+		t.Errorf("attention advises deleting an original without a picture comparison:\n%s", attention)
+	}
+}
+
 func TestDryRun(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	root := t.TempDir()
@@ -342,7 +404,7 @@ func TestLargeLibraryIdempotent(t *testing.T) {
 			t.Fatalf("%d objects in TODO/", len(k))
 		}
 		sum, err = u.Run(context.Background())
-		if err != nil || sum.Uploaded != 0 || sum.Skipped[uploader.SkipQueued] != n {
+		if err != nil || sum.Uploaded != 0 || sum.Skipped[upload.SkipQueued] != n {
 			t.Fatalf("second run: %v %s", err, sum)
 		}
 	}
@@ -413,7 +475,7 @@ func TestUploadToMinIO(t *testing.T) {
 		}
 	}
 	sum, err = u.Run(ctx)
-	if err != nil || sum.Uploaded != 0 || sum.Skipped[uploader.SkipQueued] != 3 {
+	if err != nil || sum.Uploaded != 0 || sum.Skipped[upload.SkipQueued] != 3 {
 		t.Errorf("second run: %v %s", err, sum)
 	}
 	// Notifications: one per upload, relayed to the work queue.

@@ -1,0 +1,94 @@
+package downloader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// retire runs once the verified result is durably in place: the original
+// goes first (only if it is still the very file that was encoded), then
+// the DONE/ object, whose bytes now live in the library.
+func (j *job) retire(ctx context.Context) (bool, error) {
+	if j.orig.path != "" {
+		if err := j.retireOriginal(); err != nil {
+			return false, err
+		}
+	}
+	if err := j.d.Store.Delete(ctx, j.key); err != nil {
+		return false, fmt.Errorf("delete %s: %w", j.key, err)
+	}
+	j.d.mu.Lock()
+	delete(j.d.rejected, j.key)
+	delete(j.d.reported, j.key)
+	j.d.mu.Unlock()
+	j.res.Outcome = Installed
+	return true, nil
+}
+
+// retireOriginal removes the original, unless it changed since it was
+// found and hashed: a version saved meanwhile (written in place, or
+// replaced by a rename) is not the one the result was made from. Its
+// identity (device, inode, size, mtime, ctime: nobody can set a ctime
+// back) is taken again through the library root right before the
+// removal, which goes through the root too.
+func (j *job) retireOriginal() error {
+	j.d.crash(CrashRetiring)
+	now, err := j.root.Lstat(j.orig.rel)
+	if errors.Is(err, os.ErrNotExist) {
+		j.log.Info().Msg("original already gone")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check original %s: %w", j.orig.path, err)
+	}
+	if diff := identityChange(j.orig.info, now); diff != "" {
+		j.res.OriginalKept = true
+		j.res.Reason = fmt.Sprintf("installed as %s, but the original %s changed since it was encoded (%s): kept; it is a newer version", j.target, j.orig.path, diff)
+		j.d.logProblem(j.log, j.key, j.res.Reason).Str("path", j.orig.path).Str("changed", diff).
+			Msg("original changed since it was encoded; kept beside the installed result")
+		return nil
+	}
+	if err := j.root.Remove(j.orig.rel); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove original %s: %w", j.orig.path, err)
+	}
+	if err := syncDirIn(j.root, filepath.Dir(j.orig.rel)); err != nil {
+		return err
+	}
+	j.log.Info().Msg("original removed")
+	j.d.crash(CrashOriginalRemoved)
+	return nil
+}
+
+// identityChange says what differs between two looks at one file, or ""
+// when it is the same file, unchanged.
+func identityChange(was, now os.FileInfo) string {
+	var diff []string
+	if !now.Mode().IsRegular() {
+		diff = append(diff, "no longer a regular file")
+	}
+	if was.Size() != now.Size() {
+		diff = append(diff, fmt.Sprintf("size %d, now %d", was.Size(), now.Size()))
+	}
+	if !was.ModTime().Equal(now.ModTime()) {
+		diff = append(diff, fmt.Sprintf("modified %s, now %s", was.ModTime().Format(time.RFC3339Nano), now.ModTime().Format(time.RFC3339Nano)))
+	}
+	a, aok := was.Sys().(*syscall.Stat_t)
+	b, bok := now.Sys().(*syscall.Stat_t)
+	if aok && bok {
+		if a.Dev != b.Dev || a.Ino != b.Ino {
+			diff = append(diff, "replaced by another file")
+		}
+		if a.Ctim != b.Ctim {
+			diff = append(diff, "inode changed")
+		}
+	} else if aok != bok {
+		diff = append(diff, "cannot compare inodes")
+	}
+	return strings.Join(diff, "; ")
+}
