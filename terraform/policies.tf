@@ -190,18 +190,20 @@ locals {
     }] : s if var.repository_credentials_secret_arn != null],
   )
 
+  # Each execution role writes the logs of its own tasks only.
+  task_logs_statement = {
+    Sid    = "WriteTaskLogs"
+    Effect = "Allow"
+    Action = ["logs:CreateLogStream", "logs:PutLogEvents"]
+  }
+
   # The processor tasks' execution role. The dispatcher may pass it (ECS
   # needs that for RunTask); it can write nothing but the processor's logs,
   # so a task given it as its task role could do no harm.
   execution_policy = jsonencode({
     Version = "2012-10-17"
     Statement = concat(
-      [{
-        Sid      = "WriteTaskLogs"
-        Effect   = "Allow"
-        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-        Resource = "${aws_cloudwatch_log_group.processor.arn}:*"
-      }],
+      [merge(local.task_logs_statement, { Resource = "${aws_cloudwatch_log_group.processor.arn}:*" })],
       local.pull_statements,
     )
   })
@@ -211,12 +213,7 @@ locals {
   dispatcher_execution_policy = jsonencode({
     Version = "2012-10-17"
     Statement = concat(
-      [{
-        Sid      = "WriteTaskLogs"
-        Effect   = "Allow"
-        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-        Resource = [for g in aws_cloudwatch_log_group.dispatcher : "${g.arn}:*"]
-      }],
+      [merge(local.task_logs_statement, { Resource = [for g in aws_cloudwatch_log_group.dispatcher : "${g.arn}:*"] })],
       local.pull_statements,
     )
   })
@@ -254,6 +251,74 @@ locals {
     ], local.kms_statements)
   })
 
+  # The statements that several of the identity policies below share, each
+  # written once; a policy lists the ones it needs (a Sid is unique within
+  # each policy).
+  shared_statements = {
+    # The dispatcher lists TODO/; the uploader FAILED/; the downloader DONE/
+    # (at start and every RECONCILE_INTERVAL); trigger TODO/ and DONE/ (to
+    # skip what has a result); status counts TODO/, DONE/ and FAILED/.
+    # ListBucket also makes HeadObject of a missing key answer 404 instead
+    # of 403.
+    list_bucket = {
+      Sid      = "ListBucket"
+      Effect   = "Allow"
+      Action   = "s3:ListBucket"
+      Resource = local.bucket_arn
+    }
+    # Upload work; HeadObject (s3:GetObject) to skip what is queued.
+    upload_work = {
+      Sid      = "UploadWork"
+      Effect   = "Allow"
+      Action   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
+      Resource = local.todo_objects
+    }
+    download_results = {
+      Sid      = "DownloadResults"
+      Effect   = "Allow"
+      Action   = ["s3:GetObject", "s3:DeleteObject"]
+      Resource = local.done_objects
+    }
+    # status shows why a file failed.
+    read_failures = {
+      Sid      = "ReadFailures"
+      Effect   = "Allow"
+      Action   = "s3:GetObject"
+      Resource = local.failed_objects
+    }
+    consume_results = {
+      Sid      = "ConsumeResults"
+      Effect   = "Allow"
+      Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+      Resource = aws_sqs_queue.results.arn
+    }
+    # trigger re-queues TODO/ objects (and redrives into this queue);
+    # status reads the depth.
+    trigger_work = {
+      Sid      = "TriggerWork"
+      Effect   = "Allow"
+      Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+      Resource = aws_sqs_queue.work.arn
+    }
+    # The dispatcher follows its tasks; trigger skips keys in flight; status
+    # counts running tasks.
+    describe_cluster_tasks = {
+      Sid      = "DescribeClusterTasks"
+      Effect   = "Allow"
+      Action   = "ecs:DescribeTasks"
+      Resource = local.cluster_tasks_arn
+    }
+    # ListTasks has no task ARN to scope to; the condition limits it to this
+    # cluster.
+    list_cluster_tasks = {
+      Sid       = "ListClusterTasks"
+      Effect    = "Allow"
+      Action    = "ecs:ListTasks"
+      Resource  = "*"
+      Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
+    }
+  }
+
   dispatcher_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
@@ -266,12 +331,7 @@ locals {
         Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
         Resource = aws_sqs_queue.work.arn
       },
-      {
-        Sid      = "ListBucket"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = local.bucket_arn
-      },
+      local.shared_statements.list_bucket,
       {
         # HeadObject needs s3:GetObject: is the result already there, does
         # the work object still exist?
@@ -302,21 +362,8 @@ locals {
         Resource  = local.cluster_tasks_arn
         Condition = { StringEquals = { "ecs:CreateAction" = "RunTask" } }
       },
-      {
-        Sid      = "DescribeClusterTasks"
-        Effect   = "Allow"
-        Action   = "ecs:DescribeTasks"
-        Resource = local.cluster_tasks_arn
-      },
-      {
-        # ListTasks has no task ARN to scope to; the condition limits it to
-        # this cluster.
-        Sid       = "ListClusterTasks"
-        Effect    = "Allow"
-        Action    = "ecs:ListTasks"
-        Resource  = "*"
-        Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
-      },
+      local.shared_statements.describe_cluster_tasks,
+      local.shared_statements.list_cluster_tasks,
       {
         # The start-up check: ECS_CLUSTER exists (a typo fails at start, not
         # at the first RunTask).
@@ -351,21 +398,8 @@ locals {
   uploader_policy = jsonencode({
     Version = "2012-10-17"
     Statement = concat([
-      {
-        # Lists FAILED/; also makes HeadObject of a missing key answer 404
-        # instead of 403.
-        Sid      = "ListBucket"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = local.bucket_arn
-      },
-      {
-        # Upload work; HeadObject (s3:GetObject) to skip what is queued.
-        Sid      = "UploadWork"
-        Effect   = "Allow"
-        Action   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
-        Resource = local.todo_objects
-      },
+      local.shared_statements.list_bucket,
+      local.shared_statements.upload_work,
       {
         # Failure records (skip files that failed as they are now), and
         # HeadObject of DONE/ keys (a result of this file is waiting): S3
@@ -382,25 +416,9 @@ locals {
   downloader_policy = jsonencode({
     Version = "2012-10-17"
     Statement = concat([
-      {
-        # Lists DONE/ at start and every RECONCILE_INTERVAL.
-        Sid      = "ListBucket"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = local.bucket_arn
-      },
-      {
-        Sid      = "DownloadResults"
-        Effect   = "Allow"
-        Action   = ["s3:GetObject", "s3:DeleteObject"]
-        Resource = local.done_objects
-      },
-      {
-        Sid      = "ConsumeResults"
-        Effect   = "Allow"
-        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-        Resource = aws_sqs_queue.results.arn
-      },
+      local.shared_statements.list_bucket,
+      local.shared_statements.download_results,
+      local.shared_statements.consume_results,
     ], local.kms_read_statements)
   })
 
@@ -408,29 +426,9 @@ locals {
   trigger_policy = jsonencode({
     Version = "2012-10-17"
     Statement = concat([
-      {
-        # trigger lists TODO/ (and DONE/, to skip what has a result);
-        # status counts TODO/, DONE/ and FAILED/.
-        Sid      = "ListBucket"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = local.bucket_arn
-      },
-      {
-        # status shows why a file failed.
-        Sid      = "ReadFailures"
-        Effect   = "Allow"
-        Action   = "s3:GetObject"
-        Resource = local.failed_objects
-      },
-      {
-        # trigger re-queues TODO/ objects (and redrives into this queue);
-        # status reads the depth.
-        Sid      = "TriggerWork"
-        Effect   = "Allow"
-        Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-        Resource = aws_sqs_queue.work.arn
-      },
+      local.shared_statements.list_bucket,
+      local.shared_statements.read_failures,
+      local.shared_statements.trigger_work,
       {
         # trigger --redrive: receive from the work DLQ, send to the work
         # queue, then delete from the DLQ.
@@ -446,20 +444,8 @@ locals {
         Action   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
         Resource = [aws_sqs_queue.results.arn, aws_sqs_queue.results_dlq.arn]
       },
-      {
-        # trigger skips keys in flight; status counts running tasks.
-        Sid      = "DescribeClusterTasks"
-        Effect   = "Allow"
-        Action   = "ecs:DescribeTasks"
-        Resource = local.cluster_tasks_arn
-      },
-      {
-        Sid       = "ListClusterTasks"
-        Effect    = "Allow"
-        Action    = "ecs:ListTasks"
-        Resource  = "*"
-        Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
-      },
+      local.shared_statements.describe_cluster_tasks,
+      local.shared_statements.list_cluster_tasks,
     ], local.kms_read_statements)
   })
 
@@ -467,51 +453,15 @@ locals {
   # status, process): for a home server whose services share one
   # credentials file (create_shared_home_user), or to attach to an
   # identity of your own.
-
   home_policy = jsonencode({
     Version = "2012-10-17"
     Statement = concat([
-      {
-        # List TODO/, DONE/, FAILED/; also makes HeadObject of a missing key
-        # answer 404 instead of 403.
-        Sid      = "ListBucket"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = local.bucket_arn
-      },
-      {
-        # Upload work; HeadObject (s3:GetObject) to skip what is queued.
-        Sid      = "UploadWork"
-        Effect   = "Allow"
-        Action   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
-        Resource = local.todo_objects
-      },
-      {
-        Sid      = "DownloadResults"
-        Effect   = "Allow"
-        Action   = ["s3:GetObject", "s3:DeleteObject"]
-        Resource = local.done_objects
-      },
-      {
-        # status shows why a file failed.
-        Sid      = "ReadFailures"
-        Effect   = "Allow"
-        Action   = "s3:GetObject"
-        Resource = local.failed_objects
-      },
-      {
-        Sid      = "ConsumeResults"
-        Effect   = "Allow"
-        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-        Resource = aws_sqs_queue.results.arn
-      },
-      {
-        # trigger re-queues TODO/ objects; status reads the depth.
-        Sid      = "TriggerWork"
-        Effect   = "Allow"
-        Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-        Resource = aws_sqs_queue.work.arn
-      },
+      local.shared_statements.list_bucket,
+      local.shared_statements.upload_work,
+      local.shared_statements.download_results,
+      local.shared_statements.read_failures,
+      local.shared_statements.consume_results,
+      local.shared_statements.trigger_work,
       {
         # trigger --redrive moves dead letters back; status reads the depth.
         Sid      = "RedriveDeadLetters"
@@ -519,20 +469,8 @@ locals {
         Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"]
         Resource = [aws_sqs_queue.work_dlq.arn, aws_sqs_queue.results_dlq.arn]
       },
-      {
-        # trigger skips keys in flight; status counts running tasks.
-        Sid      = "DescribeClusterTasks"
-        Effect   = "Allow"
-        Action   = "ecs:DescribeTasks"
-        Resource = local.cluster_tasks_arn
-      },
-      {
-        Sid       = "ListClusterTasks"
-        Effect    = "Allow"
-        Action    = "ecs:ListTasks"
-        Resource  = "*"
-        Condition = { ArnEquals = { "ecs:cluster" = local.cluster_arn } }
-      },
+      local.shared_statements.describe_cluster_tasks,
+      local.shared_statements.list_cluster_tasks,
     ], local.kms_statements)
   })
 }

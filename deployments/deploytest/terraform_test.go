@@ -419,12 +419,28 @@ type statement struct {
 }
 
 // statements are the IAM statements (objects with an Effect) of a policy
-// local; merge(local.x, {...}) counts as one statement made of both.
+// local; merge(local.x, {...}) counts as one statement made of both, and
+// local.x.y is the statement y of the map local.x (shared_statements).
 func (c *tfConfig) statements(local string) []statement {
 	var out []statement
 	inMerge := map[*hclsyntax.ObjectConsExpr]bool{}
 	var found []map[string]hclsyntax.Expression
 	hclsyntax.VisitAll(c.local(local), func(n hclsyntax.Node) hcl.Diagnostics {
+		if tr, ok := n.(*hclsyntax.ScopeTraversalExpr); ok && tr.Traversal.RootName() == "local" && len(tr.Traversal) == 3 {
+			name, ok1 := tr.Traversal[1].(hcl.TraverseAttr)
+			key, ok2 := tr.Traversal[2].(hcl.TraverseAttr)
+			if !ok1 || !ok2 {
+				return nil
+			}
+			if m, ok := objectItems(c.local(name.Name)); ok {
+				if items, ok := objectItems(m[key.Name]); ok {
+					if _, ok := items["Effect"]; ok {
+						found = append(found, items)
+					}
+				}
+			}
+			return nil
+		}
 		fc, ok := n.(*hclsyntax.FunctionCallExpr)
 		if !ok || fc.Name != "merge" {
 			return nil

@@ -457,12 +457,16 @@ func Shared(t testing.TB) *Env {
 }
 
 // Main runs the tests and stops the shared Env: func TestMain(m *testing.M) { awstest.Main(m) }.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the tests, stops the shared Env and returns the exit code, for a
+// TestMain that has more of its own to clean up before os.Exit.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared.env != nil {
 		shared.env.Close()
 	}
-	os.Exit(code)
+	return code
 }
 
 // StoreConfig is an s3 store Config for bucket on this Env (retries with

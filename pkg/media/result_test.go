@@ -24,16 +24,16 @@ func scores(t *testing.T, orig, result string) []float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := pictureScores(context.Background(), orig, result, sampleTimes(in.Duration, v.FrameRate, keys), w, h)
+	s, err := pictureScores(context.Background(), orig, result, sampleTimes(in.Duration, v.FrameRate, keys, nil), w, h)
 	if err != nil {
 		t.Fatalf("picture scores: %v", err)
 	}
 	return s
 }
 
-// encodeCRF26 encodes in with the default settings (CRF 26, preset fast,
-// the production encode) and returns the output's path.
-func encodeCRF26(t *testing.T, in string) string {
+// crf26Plan probes in and plans it with the default settings (CRF 26,
+// preset fast, the production encode) on two threads.
+func crf26Plan(t *testing.T, in string) (Info, Plan) {
 	t.Helper()
 	info := probe(t, in)
 	s := DefaultSettings()
@@ -42,6 +42,14 @@ func encodeCRF26(t *testing.T, in string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return info, plan
+}
+
+// encodeCRF26 encodes in with the default settings and returns the
+// output's path.
+func encodeCRF26(t *testing.T, in string) string {
+	t.Helper()
+	_, plan := crf26Plan(t, in)
 	out := filepath.Join(t.TempDir(), "out.mp4")
 	if err := Encode(context.Background(), in, out, plan, nil); err != nil {
 		t.Fatalf("encode: %v", err)
@@ -187,8 +195,29 @@ func TestSampleTimesAndDims(t *testing.T) {
 		// Shorter than the frames compared: from the start.
 		{0.1, []float64{0}, []float64{0}},
 	} {
-		if got := sampleTimes(c.dur, 30, c.keys); !slices.Equal(got, c.want) {
+		if got := sampleTimes(c.dur, 30, c.keys, nil); !slices.Equal(got, c.want) {
 			t.Errorf("sampleTimes(%g, 30, %v) = %v, want %v", c.dur, c.keys, got, c.want)
+		}
+	}
+	// With the original's keyframes: each slice takes the point cheapest to
+	// reach in both files (keyframes both have at 0 and 12, the original's
+	// alone elsewhere), never a costlier one than without them.
+	res := []float64{0, 12, 25}
+	orig := []float64{0, 1.5, 3.2, 6.1, 7.4, 12, 13.9, 19.1, 21.5, 25.2, 27.3}
+	if got, want := sampleTimes(30, 30, res, orig), []float64{0, 1.5, 12, 13.5, 25.2}; !slices.Equal(got, want) {
+		t.Errorf("sampleTimes with the original's keyframes = %v, want %v", got, want)
+	}
+	for _, d := range []float64{10, 30, 300} {
+		with, without := sampleTimes(d, 30, res, orig), sampleTimes(d, 30, res, nil)
+		var cw, co float64
+		for _, t := range with {
+			cw += reachCost(t, res, orig)
+		}
+		for _, t := range without {
+			co += reachCost(t, res, orig)
+		}
+		if cw/float64(len(with)) > co/float64(len(without)) {
+			t.Errorf("duration %g: points %v cost %.2f s to reach, more per point than %v (%.2f s)", d, with, cw, without, co)
 		}
 	}
 	for _, c := range []struct {
@@ -226,13 +255,7 @@ func TestVerifyEncoded(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.mp4")
 	mediatest.Clip(t, in, mediatest.ClipOpts{})
-	info := probe(t, in)
-	s := DefaultSettings()
-	s.Threads = 2
-	plan, err := NewPlan(info, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, plan := crf26Plan(t, in)
 	out := filepath.Join(dir, "out.mp4")
 	d, err := EncodeAndDecode(ctx, in, out, plan, nil)
 	if err != nil {

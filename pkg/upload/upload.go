@@ -321,20 +321,32 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 		return strings.EqualFold(h.SHA256, shaHex), err
 	}
 
+	// madeFrom: was the result obj made from this very file?
+	madeFrom := func(obj storage.Object) (bool, error) {
+		srcSize, err := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
+		if err != nil {
+			srcSize = st.Size() // no record of its source: assume it is ours
+		}
+		return same(srcSize, obj.Metadata[storage.MetaSourceSHA])
+	}
+	// skipped ends the checks: with the error of a check, or with skip
+	// when the check found this very file (ok).
+	skipped := func(ok bool, err error, skip string) bool {
+		if err != nil {
+			o.err = err
+			return true
+		}
+		if ok {
+			o.skip = skip
+			return true
+		}
+		return false
+	}
+
 	// A result in DONE/ made from this very file: the downloader brings it.
 	doneKey, _ := library.DoneKey(rel)
 	if obj, err := u.Store.Head(ctx, doneKey); err == nil {
-		srcSize, perr := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
-		if perr != nil {
-			srcSize = st.Size() // no record of its source: assume it is ours
-		}
-		ok, err := same(srcSize, obj.Metadata[storage.MetaSourceSHA])
-		if err != nil {
-			o.err = err
-			return o
-		}
-		if ok {
-			o.skip = SkipDone
+		if ok, err := madeFrom(obj); skipped(ok, err, SkipDone) {
 			return o
 		}
 		log.Warn().Str("done", doneKey).Msg("DONE/ holds a result of an earlier version of this file; queueing the current one (the old result will not be installed)")
@@ -346,18 +358,8 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 		// for a.MP4): the downloader still installs it when no a.mp4
 		// exists, so it counts only if it was made from this very file.
 		if obj, err := u.Store.Head(ctx, lk); err == nil {
-			if src := obj.Metadata[storage.MetaSourceSHA]; src != "" {
-				srcSize, perr := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
-				if perr != nil {
-					srcSize = st.Size()
-				}
-				ok, err := same(srcSize, src)
-				if err != nil {
-					o.err = err
-					return o
-				}
-				if ok {
-					o.skip = SkipDone
+			if obj.Metadata[storage.MetaSourceSHA] != "" {
+				if ok, err := madeFrom(obj); skipped(ok, err, SkipDone) {
 					return o
 				}
 			}
@@ -375,13 +377,7 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 			return o
 		}
 		if rec != nil {
-			ok, err := same(rec.SourceSize, rec.SourceSHA256)
-			if err != nil {
-				o.err = err
-				return o
-			}
-			if ok {
-				o.skip = SkipFailed
+			if ok, err := same(rec.SourceSize, rec.SourceSHA256); skipped(ok, err, SkipFailed) {
 				return o
 			}
 			log.Info().Str("failed", failedKey).Msg("file changed since it failed; trying again")
@@ -389,13 +385,7 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 	}
 
 	if obj, err := u.Store.Head(ctx, key); err == nil {
-		ok, err := same(obj.Size, obj.SHA256)
-		if err != nil {
-			o.err = err
-			return o
-		}
-		if ok && obj.SHA256 != "" {
-			o.skip = SkipQueued
+		if ok, err := same(obj.Size, obj.SHA256); skipped(ok && obj.SHA256 != "", err, SkipQueued) {
 			return o
 		}
 		log.Info().Msg("TODO/ holds a different version of this file; replacing it")

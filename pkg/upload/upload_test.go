@@ -29,33 +29,17 @@ import (
 )
 
 var (
-	envMu     sync.Mutex
-	sharedEnv *awstest.Env
-	clipDir   string
-	clipMu    sync.Mutex
-	clips     = map[string]string{}
+	clipDir string
+	clipMu  sync.Mutex
+	clips   = map[string]string{}
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	envMu.Lock()
-	if sharedEnv != nil {
-		sharedEnv.Close()
-	}
-	envMu.Unlock()
+	code := awstest.Run(m)
 	if clipDir != "" {
 		os.RemoveAll(clipDir)
 	}
 	os.Exit(code)
-}
-
-func env(t *testing.T) *awstest.Env {
-	t.Helper()
-	e := awstest.Shared(t)
-	envMu.Lock()
-	sharedEnv = e
-	envMu.Unlock()
-	return e
 }
 
 var old = time.Now().Add(-time.Hour).Truncate(time.Second)
@@ -420,7 +404,7 @@ func TestLargeLibraryIdempotent(t *testing.T) {
 		run(t, fsStore(t, dir), 2000)
 	})
 	t.Run("s3", func(t *testing.T) {
-		e := env(t)
+		e := awstest.Shared(t)
 		st, err := s3store.New(context.Background(), e.StoreConfig(e.ScratchBucket(t)))
 		if err != nil {
 			t.Fatal(err)
@@ -435,7 +419,7 @@ func TestLargeLibraryIdempotent(t *testing.T) {
 // object is replaced.
 func TestUploadToMinIO(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
-	e := env(t)
+	e := awstest.Shared(t)
 	ctx := context.Background()
 	if err := e.Drain(ctx, e.WorkQueueURL); err != nil {
 		t.Fatal(err)

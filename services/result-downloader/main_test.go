@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,11 +25,7 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/internal/testutil"
 )
 
-var (
-	bin       string // the result-downloader binary
-	envMu     sync.Mutex
-	sharedEnv *awstest.Env
-)
+var bin string // the result-downloader binary
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "result-downloader-bin-*")
@@ -43,13 +38,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := awstest.Run(m)
 	os.RemoveAll(dir)
-	envMu.Lock()
-	if sharedEnv != nil {
-		sharedEnv.Close()
-	}
-	envMu.Unlock()
 	testutil.Cleanup()
 	os.Exit(code)
 }
@@ -76,20 +66,11 @@ func newLib(t *testing.T) *lib {
 	return l
 }
 
-func awsEnv(t *testing.T) *awstest.Env {
-	t.Helper()
-	e := awstest.Shared(t)
-	envMu.Lock()
-	sharedEnv = e
-	envMu.Unlock()
-	return e
-}
-
 // newS3Lib is a library with a MinIO scratch bucket (no notifications,
 // no queues) or, with queues, the bucket whose notifications reach them.
 func newS3Lib(t *testing.T, queues bool) *lib {
 	t.Helper()
-	e := awsEnv(t)
+	e := awstest.Shared(t)
 	l := &lib{root: t.TempDir(), aws: e.Environ()}
 	if queues {
 		l.bucket, l.st = e.Bucket, e.NewStore(t)
@@ -296,7 +277,7 @@ func TestProcessBinary(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	t.Run("fs", func(t *testing.T) { processBinary(t, newLib(t)) })
 	t.Run("s3+sqs", func(t *testing.T) {
-		e := awsEnv(t)
+		e := awstest.Shared(t)
 		ctx := context.Background()
 		for _, u := range []string{e.WorkQueueURL, e.ResultsQueueURL} {
 			if err := e.Drain(ctx, u); err != nil {

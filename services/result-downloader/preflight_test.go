@@ -19,7 +19,7 @@ import (
 // `process`), run with each of our own mistakes against MinIO and the SQS
 // server, exits non-zero within 10 s with one line naming the variable.
 func TestPreflightRefusesMisconfiguration(t *testing.T) {
-	e := awsEnv(t)
+	e := awstest.Shared(t)
 	base := append(os.Environ(), e.Environ()...)
 	base = append(base, "LIBRARY_ROOT="+t.TempDir(), "LOG_FORMAT=json")
 	t.Run("run", func(t *testing.T) {
@@ -35,7 +35,7 @@ func TestPreflightRefusesMisconfiguration(t *testing.T) {
 // AUTH_FAIL_AFTER of nothing but refusals, end the service with a non-zero
 // status instead of a retry loop that runs forever.
 func TestAuthFailureEndsTheService(t *testing.T) {
-	e := awsEnv(t)
+	e := awstest.Shared(t)
 	bucket := e.ScratchBucket(t)
 	proxy := awstest.NewFaultProxy(t, e.S3Endpoint)
 	// Everything but the preflight's listing (max-keys=1) is refused.

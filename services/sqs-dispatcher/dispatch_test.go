@@ -109,10 +109,7 @@ func TestOddKeysReachProcessorDecoded(t *testing.T) {
 			t.Errorf("%q: capacity provider %s, family %s", k, tk.CapacityProvider, tk.Family)
 		}
 	}
-	waitFor(t, time.Minute, "work queue drained", func() (bool, error) {
-		v, i := depth(t, env, env.WorkQueueURL)
-		return v+i == 0, nil
-	})
+	waitDrained(t, env, env.WorkQueueURL)
 }
 
 // An interrupted task (StopTask, as Fargate Spot does with its 2-minute
@@ -127,15 +124,7 @@ func TestSpotInterruptionRetriesJob(t *testing.T) {
 	put(t, st, key, clip(t, true))
 	dispatch(t, vars(env, env.Bucket, env.WorkQueueURL, srv, map[string]string{"START_GRACE": "10m"}))
 
-	var first ecstest.Task
-	waitFor(t, 2*time.Minute, "the first task encoding", func() (bool, error) {
-		ts := srv.TasksFor(key)
-		if len(ts) == 0 {
-			return false, nil
-		}
-		first = ts[0]
-		return strings.Contains(srv.Logs(first.ARN), `"message":"encoding"`), nil
-	})
+	first := firstTaskEncoding(t, srv, key)
 	if err := srv.Interrupt(first.ARN); err != nil {
 		t.Fatal(err)
 	}
@@ -185,15 +174,7 @@ func TestKilledTaskRetriesJob(t *testing.T) {
 	put(t, st, key, clip(t, true))
 	dispatch(t, vars(env, env.Bucket, env.WorkQueueURL, srv, map[string]string{"START_GRACE": "4s"}))
 
-	var first ecstest.Task
-	waitFor(t, 2*time.Minute, "the first task encoding", func() (bool, error) {
-		ts := srv.TasksFor(key)
-		if len(ts) == 0 {
-			return false, nil
-		}
-		first = ts[0]
-		return strings.Contains(srv.Logs(first.ARN), `"message":"encoding"`), nil
-	})
+	first := firstTaskEncoding(t, srv, key)
 	if err := srv.Kill(first.ARN); err != nil {
 		t.Fatal(err)
 	}
@@ -211,10 +192,7 @@ func TestKilledTaskRetriesJob(t *testing.T) {
 	if n := resultEvents(t, env, done); n != 1 {
 		t.Errorf("%d result events for %s, want exactly one", n, done)
 	}
-	waitFor(t, time.Minute, "work queue drained", func() (bool, error) {
-		v, i := depth(t, env, env.WorkQueueURL)
-		return v+i == 0, nil
-	})
+	waitDrained(t, env, env.WorkQueueURL)
 }
 
 // Duplicate events start one task; events for missing keys, results that

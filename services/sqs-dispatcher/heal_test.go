@@ -261,15 +261,7 @@ func TestStoreOutageRetriesSoon(t *testing.T) {
 	put(t, st, key, clip(t, true))
 	dispatch(t, vars(env, env.Bucket, env.WorkQueueURL, srv, map[string]string{"START_GRACE": "10m"}))
 
-	var first ecstest.Task
-	waitFor(t, 2*time.Minute, "the first task encoding", func() (bool, error) {
-		ts := srv.TasksFor(key)
-		if len(ts) == 0 {
-			return false, nil
-		}
-		first = ts[0]
-		return strings.Contains(srv.Logs(first.ARN), `"message":"encoding"`), nil
-	})
+	first := firstTaskEncoding(t, srv, key)
 	env.StopMinio()
 	restarted := false
 	restart := func() {
@@ -305,10 +297,7 @@ func TestStoreOutageRetriesSoon(t *testing.T) {
 	if n := resultEvents(t, env, done); n != 1 {
 		t.Errorf("%d result events for %s, want exactly one", n, done)
 	}
-	waitFor(t, time.Minute, "work queue drained", func() (bool, error) {
-		v, i := depth(t, env, env.WorkQueueURL)
-		return v+i == 0, nil
-	})
+	waitDrained(t, env, env.WorkQueueURL)
 	if v, _ := depth(t, env, env.WorkDLQURL); v != 0 {
 		t.Errorf("work DLQ: %d", v)
 	}
@@ -404,10 +393,7 @@ func TestReconcileHealsLostWork(t *testing.T) {
 	if n := len(srv.Tasks()); n != 2 {
 		t.Errorf("%d tasks, want 2", n)
 	}
-	waitFor(t, time.Minute, "work queue drained", func() (bool, error) {
-		v, i := depth(t, env, q.Name())
-		return v+i == 0, nil
-	})
+	waitDrained(t, env, q.Name())
 }
 
 // A launch that fails (here: no Spot capacity on any of RunTask's

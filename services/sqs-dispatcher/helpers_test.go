@@ -173,6 +173,32 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	}
 }
 
+// firstTaskEncoding waits until the first task for key is encoding and
+// returns it.
+func firstTaskEncoding(t *testing.T, srv *ecstest.Server, key string) ecstest.Task {
+	t.Helper()
+	var first ecstest.Task
+	waitFor(t, 2*time.Minute, "the first task encoding", func() (bool, error) {
+		ts := srv.TasksFor(key)
+		if len(ts) == 0 {
+			return false, nil
+		}
+		first = ts[0]
+		return strings.Contains(srv.Logs(first.ARN), `"message":"encoding"`), nil
+	})
+	return first
+}
+
+// waitDrained waits until the queue at url holds no message, visible or in
+// flight.
+func waitDrained(t *testing.T, env *awstest.Env, url string) {
+	t.Helper()
+	waitFor(t, time.Minute, "work queue drained", func() (bool, error) {
+		v, i := depth(t, env, url)
+		return v+i == 0, nil
+	})
+}
+
 var clips struct {
 	once sync.Once
 	dir  string

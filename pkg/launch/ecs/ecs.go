@@ -155,8 +155,9 @@ type known struct {
 
 var _ launch.Launcher = (*Launcher)(nil)
 
-// Validate checks cfg and fills defaults.
-func (c *Config) Validate() error {
+// listErrors names what is missing for listing the tasks (NewLister); a
+// launch needs more (Validate).
+func (c *Config) listErrors() []error {
 	var errs []error
 	if c.Cluster == "" {
 		errs = append(errs, errors.New("ECS_CLUSTER is required"))
@@ -167,6 +168,12 @@ func (c *Config) Validate() error {
 	if c.Container == "" {
 		errs = append(errs, errors.New("ECS_CONTAINER_NAME is required"))
 	}
+	return errs
+}
+
+// Validate checks cfg and fills defaults.
+func (c *Config) Validate() error {
+	errs := c.listErrors()
 	if len(c.Subnets) == 0 {
 		errs = append(errs, errors.New("ECS_SUBNETS is required (Fargate tasks use awsvpc networking)"))
 	}
@@ -215,17 +222,7 @@ func New(ctx context.Context, cfg Config) (*Launcher, error) {
 // that only RunTask uses. Launch with it fails.
 func NewLister(ctx context.Context, cfg Config) (*Launcher, error) {
 	err := cfg.Validate()
-	var errs []error
-	if cfg.Cluster == "" {
-		errs = append(errs, errors.New("ECS_CLUSTER is required"))
-	}
-	if cfg.TaskDefinition == "" {
-		errs = append(errs, errors.New("ECS_TASK_DEFINITION is required"))
-	}
-	if cfg.Container == "" {
-		errs = append(errs, errors.New("ECS_CONTAINER_NAME is required"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(cfg.listErrors()...); err != nil {
 		return nil, fmt.Errorf("ecs task listing: %w", err)
 	}
 	l, lerr := newLauncher(ctx, cfg)

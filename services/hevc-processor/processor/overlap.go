@@ -82,9 +82,9 @@ func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, input 
 // of the TODO/ object has answered: it needs only the key (the input
 // proxy takes the size and the recorded SHA-256 from its first response,
 // and input checks them against the HEAD's). It saves the HEAD's round
-// trip; the HEAD still
-// decides first (gone, empty, a configuration error), and a nil
-// *earlyProbe (no streaming) probes when asked, as before.
+// trip; the HEAD still decides first (gone, empty, a configuration
+// error), and a nil *earlyProbe (no streaming) probes when asked, as
+// before.
 type earlyProbe struct {
 	px     *inputProxy
 	cancel context.CancelFunc

@@ -303,6 +303,11 @@ func (d *dav) Delete(ctx context.Context, rel, etag string) error {
 	if etag != "" {
 		hdr["If-Match"] = etag
 	}
+	return d.deleteWith(ctx, rel, hdr)
+}
+
+// deleteWith sends DELETE with the given conditional headers.
+func (d *dav) deleteWith(ctx context.Context, rel string, hdr map[string]string) error {
 	resp, err := d.do(ctx, "DELETE", rel, nil, hdr)
 	if err != nil {
 		return err
@@ -343,18 +348,7 @@ func (d *dav) DeleteIfUnmodified(ctx context.Context, rel string, e Entry) error
 	if e.ModTime.IsZero() {
 		return fmt.Errorf("DELETE %s: %w: the server sends neither an ETag nor a modification time, so the delete cannot be made conditional; the file stays on the server", rel, ErrNoCondition)
 	}
-	resp, err := d.do(ctx, "DELETE", rel, nil, map[string]string{"If-Unmodified-Since": e.ModTime.UTC().Format(http.TimeFormat)})
-	if err != nil {
-		return err
-	}
-	drain(resp)
-	switch resp.StatusCode {
-	case http.StatusOK, http.StatusNoContent, http.StatusNotFound:
-		return nil
-	case http.StatusPreconditionFailed:
-		return fmt.Errorf("DELETE %s: %w", rel, ErrPrecondition)
-	}
-	return &StatusError{Op: "DELETE", Path: rel, Code: resp.StatusCode}
+	return d.deleteWith(ctx, rel, map[string]string{"If-Unmodified-Since": e.ModTime.UTC().Format(http.TimeFormat)})
 }
 
 // watchedBody closes the underlying body when ctx ends or reads stall.

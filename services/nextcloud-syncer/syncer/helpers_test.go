@@ -119,6 +119,19 @@ func (e *env) put(user, rel string, data []byte, sum string) {
 	}
 }
 
+// saveBeforeDelete has the server save data as a new version of rel (with
+// no checksum) just before the first DELETE of rel arrives: the file
+// changed after its copy was verified.
+func (e *env) saveBeforeDelete(user, rel string, data []byte) {
+	full := source + "/" + rel
+	e.srv.AddFault(&davtest.Fault{Method: "DELETE", Path: rel, Times: 1, Hook: func() {
+		e.srv.SetChecksum(user, full, "")
+		if err := os.WriteFile(e.srv.Path(user, full), data, 0o644); err != nil {
+			e.t.Error(err)
+		}
+	}})
+}
+
 // mtimeFor is a distinct whole-second time per name.
 func mtimeFor(rel string) time.Time {
 	h := sha256.Sum256([]byte(rel))

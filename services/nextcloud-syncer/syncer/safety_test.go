@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
-	"github.com/hevc-encoder/hevc-encoder/services/nextcloud-syncer/internal/davtest"
 )
 
 // Issue 15, point 1: files on Nextcloud named like our temp files are
@@ -77,17 +76,11 @@ func TestNoETagDeleteIsConditional(t *testing.T) {
 	e := newEnv(t, "alice")
 	e.srv.NoETags = true
 	rel := "VID_edit.mp4"
-	full := source + "/" + rel
 	orig, next := data(1, 4000), data(2, 5000)
 	e.put("alice", rel, orig, "sha1")
 	e.put("alice", "sub/IMG_1.jpg", data(3, 1000), "")
 	want := e.snapshot()
-	e.srv.AddFault(&davtest.Fault{Method: "DELETE", Path: rel, Times: 1, Hook: func() {
-		e.srv.SetChecksum("alice", full, "")
-		if err := os.WriteFile(e.srv.Path("alice", full), next, 0o644); err != nil {
-			t.Error(err)
-		}
-	}})
+	e.saveBeforeDelete("alice", rel, next)
 	sums, err := e.run(e.config())
 	if err != nil {
 		t.Fatal(err)

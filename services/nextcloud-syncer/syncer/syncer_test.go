@@ -271,15 +271,9 @@ func TestFileModifiedDuringDownload(t *testing.T) {
 func TestFileModifiedBeforeDelete(t *testing.T) {
 	e := newEnv(t, "alice")
 	rel := "IMG_edit.jpg"
-	full := source + "/" + rel
 	orig, next := data(1, 4000), data(2, 5000)
 	e.put("alice", rel, orig, "sha1")
-	e.srv.AddFault(&davtest.Fault{Method: "DELETE", Path: rel, Times: 1, Hook: func() {
-		e.srv.SetChecksum("alice", full, "")
-		if err := os.WriteFile(e.srv.Path("alice", full), next, 0o644); err != nil {
-			t.Error(err)
-		}
-	}})
+	e.saveBeforeDelete("alice", rel, next)
 	sums, err := e.run(e.config())
 	if err != nil {
 		t.Fatal(err)

@@ -29,30 +29,11 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/internal/testutil"
 )
 
-var (
-	envMu     sync.Mutex
-	sharedEnv *awstest.Env
-)
-
 func TestMain(m *testing.M) {
 	leaveTempIfAsked()
-	code := m.Run()
-	envMu.Lock()
-	if sharedEnv != nil {
-		sharedEnv.Close()
-	}
-	envMu.Unlock()
+	code := awstest.Run(m)
 	testutil.Cleanup()
 	os.Exit(code)
-}
-
-func env(t *testing.T) *awstest.Env {
-	t.Helper()
-	e := awstest.Shared(t)
-	envMu.Lock()
-	sharedEnv = e
-	envMu.Unlock()
-	return e
 }
 
 var clip2s = mediatest.ClipOpts{Seconds: 2}
@@ -96,7 +77,7 @@ func newFixture(t *testing.T, kind string) *fixture {
 			}
 		}
 	case "s3", "s3-ranged":
-		e := env(t)
+		e := awstest.Shared(t)
 		bucket := e.ScratchBucket(t)
 		st, err := s3store.New(context.Background(), e.StoreConfig(bucket))
 		if err != nil {
@@ -122,7 +103,7 @@ func newFixture(t *testing.T, kind string) *fixture {
 		// clip comes as several ranges, written in parallel at their
 		// offsets (WriteToAt, O_DIRECT where the file system has it).
 		s3st := f.st.(*s3store.Store)
-		cfg := env(t).StoreConfig(s3st.Bucket())
+		cfg := awstest.Shared(t).StoreConfig(s3st.Bucket())
 		cfg.PartSize, cfg.Concurrency = 64<<10, 2
 		st, err := s3store.New(context.Background(), cfg)
 		if err != nil {
@@ -386,6 +367,13 @@ func putResultWithAudio(t *testing.T, f *fixture, rel string, tracks int) string
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "r.mp4")
 	testutil.Clip(t, src, mediatest.ClipOpts{HEVC: true, AudioTracks: tracks})
+	return putResultFile(t, f, rel, src)
+}
+
+// putResultFile stores the file src as the result of rel, with the
+// metadata the processor records for a 2 s original rel.
+func putResultFile(t *testing.T, f *fixture, rel, src string) string {
+	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
@@ -552,7 +540,7 @@ func TestEscapingKeysRefused(t *testing.T) {
 		check(t, newFixture(t, "fs"), queuelocal.New("results", time.Minute, 0, nil))
 	})
 	t.Run("s3+sqs", func(t *testing.T) {
-		check(t, newFixture(t, "s3"), env(t).NewScratchQueue(t, 30*time.Second, 5))
+		check(t, newFixture(t, "s3"), awstest.Shared(t).NewScratchQueue(t, 30*time.Second, 5))
 	})
 }
 
@@ -644,7 +632,7 @@ func TestResultsFromQueue(t *testing.T) {
 		run(t, f, q)
 	})
 	t.Run("s3+sqs", func(t *testing.T) {
-		e := env(t)
+		e := awstest.Shared(t)
 		if err := e.Drain(context.Background(), e.ResultsQueueURL); err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,21 +212,7 @@ func putOtherPicture(t *testing.T, f *fixture, rel string) string {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, b)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := os.Stat(f.path(rel))
-	key, _ := library.DoneKey(rel)
-	md := map[string]string{
-		storage.MetaDuration:   "2.000",
-		storage.MetaSourceSize: strconv.FormatInt(fi.Size(), 10),
-		storage.MetaSourceSHA:  testutil.SHA(t, f.path(rel)),
-	}
-	if _, err := f.st.Put(context.Background(), key, bytes.NewReader(b), storage.PutOptions{Size: int64(len(b)), Metadata: md}); err != nil {
-		t.Fatal(err)
-	}
-	return key
+	return putResultFile(t, f, rel, out)
 }
 
 // Issue 15, point 7: the check that a result stays inside the library

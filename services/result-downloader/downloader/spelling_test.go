@@ -1,7 +1,6 @@
 package downloader_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"strings"
@@ -53,17 +52,7 @@ func legacyResult(t *testing.T, f *fixture, rel string) (key, sha string) {
 	if !ok {
 		t.Fatalf("%s has no legacy key", rel)
 	}
-	obj, err := f.st.Head(context.Background(), newKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := testutil.ReadAll(t, f.st, newKey)
-	if _, err := f.st.Put(context.Background(), key, bytes.NewReader(b), storage.PutOptions{Size: int64(len(b)), Metadata: obj.Metadata}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.st.Delete(context.Background(), newKey); err != nil {
-		t.Fatal(err)
-	}
+	copyObject(t, f.st, newKey, key)
 	return key, sha
 }
 

@@ -28,18 +28,8 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/process"
 )
 
-var (
-	envMu     sync.Mutex
-	sharedEnv *awstest.Env
-)
-
 func TestMain(m *testing.M) {
-	code := m.Run()
-	envMu.Lock()
-	if sharedEnv != nil {
-		sharedEnv.Close()
-	}
-	envMu.Unlock()
+	code := awstest.Run(m)
 	testutil.Cleanup()
 	os.Exit(code)
 }
@@ -297,9 +287,6 @@ func TestProcessDryRun(t *testing.T) {
 func TestProcessAWS(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	e := awstest.Shared(t)
-	envMu.Lock()
-	sharedEnv = e
-	envMu.Unlock()
 	ctx := context.Background()
 	for _, u := range []string{e.ResultsQueueURL, e.WorkQueueURL} {
 		if err := e.Drain(ctx, u); err != nil {
@@ -343,9 +330,6 @@ func TestProcessAWS(t *testing.T) {
 func TestProcessEndsOnRefusedKey(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	e := awstest.Shared(t)
-	envMu.Lock()
-	sharedEnv = e
-	envMu.Unlock()
 	ctx := context.Background()
 	bucket := e.ScratchBucket(t)
 	st, err := s3store.New(ctx, e.StoreConfig(bucket))
@@ -372,9 +356,6 @@ func TestProcessEndsOnRefusedKey(t *testing.T) {
 // again while it stays so.
 func TestProcessSaysWhatIsStuck(t *testing.T) {
 	e := awstest.Shared(t)
-	envMu.Lock()
-	sharedEnv = e
-	envMu.Unlock()
 	ctx := context.Background()
 	for _, c := range []struct {
 		name     string
