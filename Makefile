@@ -14,7 +14,9 @@ MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
 
 help:
 	@echo "make run [INPUT=dir]   convert demo clips (or your library, in place) on this machine"
-	@echo "make test              every module's tests (installs ffmpeg, MinIO, local-aws-sqs, rclone)"
+	@echo "make test              every module's tests, the images and the stack with podman"
+	@echo "                       (installs ffmpeg, MinIO, local-aws-sqs, rclone, podman and base images)"
+	@echo "make images-test [PLATFORMS=linux/arm64]   build and check the images alone"
 	@echo "make bench [QUICK=1]   benchmarks side by side; writes bench/results.md"
 	@echo "make build             build every service binary into bin/"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `make run`, `make test` and `make bench` need, pinned, and says
-# what it installs. Usage: scripts/deps.sh ffmpeg|test|bench
+# what it installs. Usage: scripts/deps.sh ffmpeg|test|bench|containers [amd64] [arm64]
 set -euo pipefail
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
@@ -37,9 +37,29 @@ sqs() {
   npm install --silent --no-audit --no-fund --prefix "$cache/npm" "local-aws-sqs@$SQS_VERSION" >/dev/null
 }
 
+os_aws() {
+  [ -x /usr/bin/aws ] && return 0
+  echo "deps: /usr/bin/aws is missing; installing the OS package awscli" >&2
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq awscli >/dev/null
+}
+
+# podman, its configuration and the base images the Dockerfiles name
+# (debian:<release>-slim from mmdebstrap, a golang: builder with this
+# machine's Go), all kept under $cache/podman: deployments/docker/podman.sh.
+containers() {
+  "$(dirname "$0")/../deployments/docker/podman.sh" setup "$@"
+}
+
 case "${1:-test}" in
   ffmpeg) ffmpeg ;;
-  test) ffmpeg; apt_install rclone rclone; minio; sqs ;;
-  bench) ffmpeg; apt_install rclone rclone; apt_install aws awscli; minio; sqs ;;
-  *) echo "usage: $0 ffmpeg|test|bench" >&2; exit 2 ;;
+  test) ffmpeg; apt_install rclone rclone; minio; sqs; containers ;;
+  containers) shift; containers "$@" ;;
+  # The transfer bench compares against the OS package's AWS CLI (/usr/bin/aws),
+  # whatever other `aws` comes first on PATH, so that every machine measures
+  # the same client.
+  bench) ffmpeg; apt_install rclone rclone; os_aws; minio; sqs ;;
+  *) echo "usage: $0 ffmpeg|test|bench|containers [amd64] [arm64]" >&2; exit 2 ;;
 esac

@@ -56,11 +56,10 @@ func parseDockerfile(t testing.TB, p string) *Dockerfile {
 	defer f.Close()
 	df := &Dockerfile{Path: p, GlobalArgs: map[string]string{}}
 	var (
-		cur      *Stage
-		buf      strings.Builder
-		start    int
-		lineNo   int
-		sawInstr bool
+		cur    *Stage
+		buf    strings.Builder
+		start  int
+		lineNo int
 	)
 	flush := func() {
 		s := strings.TrimSpace(buf.String())
@@ -117,17 +116,13 @@ func parseDockerfile(t testing.TB, p string) *Dockerfile {
 		line := sc.Text()
 		trim := strings.TrimSpace(line)
 		if buf.Len() == 0 && (trim == "" || strings.HasPrefix(trim, "#")) {
-			if !sawInstr && strings.HasPrefix(trim, "# syntax=") {
-				continue // parser directive
-			}
-			continue
+			continue // blank, comment or parser directive (# syntax=)
 		}
 		if buf.Len() > 0 && strings.HasPrefix(trim, "#") {
 			continue // comment inside a continuation
 		}
 		if buf.Len() == 0 {
 			start = lineNo
-			sawInstr = true
 		}
 		if strings.HasSuffix(line, "\\") {
 			buf.WriteString(strings.TrimSuffix(line, "\\"))
@@ -244,8 +239,27 @@ type goBuild struct {
 	Package string            // last argument
 }
 
+// findGoBuild returns the `go build` of the Dockerfile's own service (the
+// dispatcher's image also builds hevc-processor, for LAUNCHER=exec), or the
+// first one.
 func findGoBuild(t testing.TB, df *Dockerfile, st *Stage) goBuild {
 	t.Helper()
+	all := findGoBuilds(st)
+	if len(all) == 0 {
+		t.Fatalf("%s: no `go build` in stage %q", df.Path, st.Name)
+	}
+	svc := strings.TrimSuffix(filepath.Base(df.Path), ".Dockerfile")
+	for _, gb := range all {
+		if gb.Package == "./services/"+svc {
+			return gb
+		}
+	}
+	return all[0]
+}
+
+// findGoBuilds returns every `go build` of a stage, in order.
+func findGoBuilds(st *Stage) []goBuild {
+	var out []goBuild
 	for _, in := range st.all("RUN") {
 		words := shellWords(in.Args)
 		for i := 0; i+1 < len(words); i++ {
@@ -276,11 +290,10 @@ func findGoBuild(t testing.TB, df *Dockerfile, st *Stage) goBuild {
 			if len(rest) > 0 {
 				gb.Package = rest[len(rest)-1]
 			}
-			return gb
+			out = append(out, gb)
 		}
 	}
-	t.Fatalf("%s: no `go build` in stage %q", df.Path, st.Name)
-	return goBuild{}
+	return out
 }
 
 var varRef = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
@@ -642,25 +655,64 @@ func TestDockerfiles(t *testing.T) {
 			if !copied {
 				t.Errorf("ENTRYPOINT %s is not the binary copied from the build stage (%s)", ep[0], gb.Output)
 			}
+			// ffmpeg is installed in a stage of its own (or the final one);
+			// the image has it when the final stage is, or copies from, that
+			// stage.
 			hasFFmpeg := false
-			for _, in := range final.all("RUN") {
-				w := shellWords(in.Args)
-				i := slices.Index(w, "install")
-				if i < 0 {
+			for _, st := range df.Stages {
+				installs := false
+				for _, in := range st.all("RUN") {
+					w := shellWords(in.Args)
+					i := slices.Index(w, "install")
+					if i < 0 {
+						continue
+					}
+					pkgs := w[i+1:]
+					if j := slices.IndexFunc(pkgs, func(s string) bool { return s == "&&" || s == ";" || s == "||" || s == "|" }); j >= 0 {
+						pkgs = pkgs[:j]
+					}
+					if slices.Contains(pkgs, "ffmpeg") {
+						installs = true
+						if !strings.Contains(in.Args, "--no-install-recommends") || !strings.Contains(in.Args, "rm -rf /var/lib/apt/lists") {
+							t.Errorf("apt-get install without --no-install-recommends or without cleaning the lists")
+						}
+						if !strings.Contains(in.Args, "libx265") {
+							t.Errorf("the image should check that ffmpeg has libx265")
+						}
+					}
+				}
+				if !installs {
 					continue
 				}
-				pkgs := w[i+1:]
-				if j := slices.IndexFunc(pkgs, func(s string) bool { return s == "&&" || s == ";" || s == "||" || s == "|" }); j >= 0 {
-					pkgs = pkgs[:j]
-				}
-				if slices.Contains(pkgs, "ffmpeg") {
+				if st == final {
 					hasFFmpeg = true
-					if !strings.Contains(in.Args, "--no-install-recommends") || !strings.Contains(in.Args, "rm -rf /var/lib/apt/lists") {
-						t.Errorf("apt-get install without --no-install-recommends or without cleaning the lists")
+				}
+				for _, in := range final.all("COPY") {
+					if from, _ := flagValue(in.Flags, "from"); from != "" && from == st.Name {
+						hasFFmpeg = true
 					}
-					if !strings.Contains(in.Args, "libx265") {
-						t.Errorf("the image should check that ffmpeg has libx265")
+				}
+			}
+			if !importsMedia(t, svc) && svc != "sqs-dispatcher" && hasFFmpeg {
+				t.Errorf("%s does not run ffmpeg, but its image carries it", svc)
+			}
+			// The dispatcher's exec launcher (LAUNCHER=exec) runs
+			// hevc-processor in the dispatcher's container.
+			if svc == "sqs-dispatcher" {
+				procCopied := false
+				for _, gb2 := range findGoBuilds(build) {
+					if gb2.Package != "./services/hevc-processor" {
+						continue
 					}
+					for _, in := range final.all("COPY") {
+						f := strings.Fields(in.Args)
+						if from, _ := flagValue(in.Flags, "from"); from == "build" && f[0] == gb2.Output && path.Base(f[len(f)-1]) == "hevc-processor" {
+							procCopied = true
+						}
+					}
+				}
+				if !procCopied || !hasFFmpeg {
+					t.Errorf("the sqs-dispatcher image needs hevc-processor (its PROCESSOR_BIN) and ffmpeg for LAUNCHER=exec")
 				}
 			}
 			if svc == "hevc-processor" && !hasFFmpeg {

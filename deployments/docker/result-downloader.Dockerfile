@@ -23,15 +23,34 @@ RUN --mount=type=bind,target=/src \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOFLAGS=-buildvcs=false \
     go build -trimpath -ldflags="-s -w" -o /out/result-downloader ./services/result-downloader
 
-# --- runtime: Debian's ffmpeg (5.1, with libx265) and CA certificates.
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# --- ffmpeg: Debian's ffmpeg (5.1, with libx265), then only what ffmpeg and
+# ffprobe load (the binaries and their shared libraries, as ldd lists them),
+# gathered into /rootfs. The package's dependencies also bring Mesa, LLVM,
+# Perl and other things the programs never load; they stay in this stage.
+FROM debian:${DEBIAN_RELEASE}-slim AS ffmpeg
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
- && ffmpeg -hide_banner -encoders | grep -q libx265 \
- && groupadd --system --gid 10001 hevc \
- && useradd --system --uid 10001 --gid hevc --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin hevc
+ && ffmpeg -hide_banner -encoders | grep -q libx265
+RUN set -eu; \
+    for f in $(ldd /usr/bin/ffmpeg /usr/bin/ffprobe | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && NF > 1 {print $1}' | sort -u) /usr/bin/ffmpeg /usr/bin/ffprobe; do \
+      d="/rootfs$(readlink -f "$(dirname "$f")")"; mkdir -p "$d"; cp -L "$f" "$d/"; \
+    done; \
+    for l in bin sbin lib lib32 lib64 libx32; do if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "/rootfs/$l"; fi; done; \
+    mkdir -p /rootfs/etc/ssl/certs /rootfs/usr/share; \
+    cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/; \
+    cp -a /usr/share/zoneinfo /rootfs/usr/share/; \
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nhevc:x:10001:10001:hevc:/nonexistent:/sbin/nologin\n' >/rootfs/etc/passwd; \
+    printf 'root:x:0:\nhevc:x:10001:\n' >/rootfs/etc/group; \
+    install -d -m 1777 /rootfs/tmp; \
+    chroot /rootfs /usr/bin/ffmpeg -hide_banner -encoders | grep -q libx265
+
+# --- runtime: the binary, ffmpeg/ffprobe and their libraries, CA
+# certificates and time zones on an empty base; no shell, no package manager.
+FROM scratch AS runtime
+COPY --from=ffmpeg /rootfs/ /
 COPY --from=build /out/result-downloader /usr/local/bin/result-downloader
+ENV PATH=/usr/local/bin:/usr/bin
 USER 10001:10001
 WORKDIR /tmp
 ENTRYPOINT ["/usr/local/bin/result-downloader"]

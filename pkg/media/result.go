@@ -284,10 +284,13 @@ func comparePictures(ctx context.Context, in Info, original, result string) erro
 	if err != nil {
 		return err
 	}
-	// The original's keyframes only where its index is read in-process (a
-	// local MP4): ffprobe would read a streamed original's every packet.
+	// The original's keyframes from its index, read in-process (a streamed
+	// original's by ranged reads: ffprobe would read its every packet).
+	// Without them the points are placed by the result's alone.
 	var origKeys []float64
-	if !isURL(original) {
+	if isURL(original) {
+		origKeys, _ = urlKeyframes(ctx, original)
+	} else {
 		origKeys, _ = boxKeyframes(strings.TrimPrefix(original, "file:"))
 	}
 	times := sampleTimes(in.Duration, v.FrameRate, keys, origKeys)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -259,7 +260,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep.TimedOut = timedOut && !st.drained()
 	rep.Interrupted = ctx.Err() != nil
 	if ctx.Err() == nil {
-		rep.Unsettled = t.unsettled(context.WithoutCancel(ctx), o.Store)
+		root := ""
+		if o.Downloader != nil {
+			root = o.Downloader.Cfg.Root
+		}
+		rep.Unsettled = t.unsettled(context.WithoutCancel(ctx), o.Store, root)
 	}
 	rep.Wall = time.Since(start)
 
@@ -426,8 +431,10 @@ func (t *tracker) readFailed(ctx context.Context, st storage.Store) error {
 }
 
 // unsettled lists the uploads of this run that were neither installed nor
-// recorded in FAILED/, with where each one is now.
-func (t *tracker) unsettled(ctx context.Context, st storage.Store) []string {
+// recorded in FAILED/, with where each one is now. A result installed in
+// the library under root by another result-downloader (the stack's runs
+// beside `process`) is settled, not lost.
+func (t *tracker) unsettled(ctx context.Context, st storage.Store, root string) []string {
 	t.mu.Lock()
 	var keys []string
 	for _, k := range t.uploaded {
@@ -462,6 +469,8 @@ func (t *tracker) unsettled(ctx context.Context, st storage.Store) []string {
 			where = "result in " + done + ", not installed"
 		} else if ok, _ := storage.Exists(ctx, st, failed); ok {
 			where = "recorded in " + failed + " before this run looked"
+		} else if installedElsewhere(root, rel) {
+			continue
 		}
 		out = append(out, k+": "+where)
 	}
@@ -551,4 +560,25 @@ func (r Report) Print(w io.Writer) {
 	if r.OK() {
 		fmt.Fprintln(w, "all done")
 	}
+}
+
+// installedElsewhere reports whether rel's result is in the library under
+// root (its current name, or the name a .MP4's result had before spellings
+// were told apart), as another result-downloader leaves it.
+func installedElsewhere(root, rel string) bool {
+	if root == "" {
+		return false
+	}
+	names := []string{library.HevcRel(rel)}
+	if legacy, ok := library.LegacyDoneKey(rel); ok {
+		names = append(names, strings.TrimPrefix(legacy, library.DonePrefix))
+	}
+	for _, n := range names {
+		if p, err := library.Path(root, n); err == nil {
+			if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -414,8 +414,11 @@ func TestProcessReportsUnsettledUploads(t *testing.T) {
 	s := newSetup(t, nil, true)
 	testutil.Clip(t, s.path("u/ok.mp4"), clip2s)
 	testutil.Clip(t, s.path("u/lost.mp4"), clip2s)
+	testutil.Clip(t, s.path("u/elsewhere.mp4"), clip2s)
 	// The test plays the processor: a result for ok.mp4; lost.mp4's work
-	// object is dropped without a trace, as a processor bug might.
+	// object is dropped without a trace, as a processor bug might; and it
+	// plays the stack's own result-downloader, which installs
+	// elsewhere.mp4's result before this run sees it in DONE/: settled.
 	w := &watched{Store: s.st, ch: make(chan struct{})}
 	s.o.Store = w
 	var (
@@ -434,7 +437,13 @@ func TestProcessReportsUnsettledUploads(t *testing.T) {
 			finished = true
 		case <-time.After(100 * time.Millisecond):
 			for _, k := range testutil.Keys(t, s.st, library.TodoPrefix) {
-				if k != "TODO/u/lost.mp4" {
+				switch k {
+				case "TODO/u/lost.mp4":
+				case "TODO/u/elsewhere.mp4":
+					if err := os.Rename(s.path("u/elsewhere.mp4"), s.path("u/elsewhere-hevc.mp4")); err != nil {
+						t.Fatal(err)
+					}
+				default:
 					rel, _ := library.RelFromTodo(k)
 					testutil.PutResult(t, s.st, s.root, rel, testutil.ResultOpts{})
 				}
