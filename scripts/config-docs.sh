@@ -12,6 +12,11 @@ out=$(mktemp)
     (cd "$d" && go run . --help-markdown 2>/dev/null) || echo "(no --help-markdown)"
     echo
   done
+  # Commands with variables of their own.
+  echo "#### sqs-dispatcher status"
+  echo
+  (cd services/sqs-dispatcher && go run . status --help-markdown 2>/dev/null) || echo "(no --help-markdown)"
+  echo
 } > "$out"
 python3 - "$out" <<'PY'
 import sys, re

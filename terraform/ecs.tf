@@ -53,6 +53,9 @@ locals {
     VISIBILITY_TIMEOUT = "${var.work_visibility_timeout_seconds}s"
     LOG_LEVEL          = var.log_level
     LOG_FORMAT         = "json"
+    # The task's size, for its cost record (vCPU- and GB-seconds).
+    TASK_VCPU       = tostring(var.processor_cpu / 1024)
+    TASK_MEMORY_GIB = tostring(var.processor_memory / 1024)
     }, {
     for k, v in {
       X265_CRF    = var.x265_crf == null ? null : tostring(var.x265_crf)
@@ -62,7 +65,7 @@ locals {
 
   # Configuration of sqs-dispatcher, on ECS (below) or at home (the
   # dispatcher_env output).
-  dispatcher_environment = {
+  dispatcher_environment = merge({
     STORAGE               = "s3"
     QUEUE                 = "sqs"
     LAUNCHER              = "ecs"
@@ -79,7 +82,16 @@ locals {
     MAX_TASKS             = tostring(var.max_tasks)
     LOG_LEVEL             = var.log_level
     LOG_FORMAT            = "json"
-  }
+    BUDGET_USD            = tostring(var.monthly_budget_usd)
+    }, {
+    # Prices for the cost estimate; unset ones keep the dispatcher's
+    # defaults (their date is in its --help).
+    for k, v in {
+      FARGATE_SPOT_VCPU_HOUR = var.fargate_spot_vcpu_hour == null ? null : tostring(var.fargate_spot_vcpu_hour)
+      FARGATE_SPOT_GB_HOUR   = var.fargate_spot_gb_hour == null ? null : tostring(var.fargate_spot_gb_hour)
+      S3_TRANSFER_OUT_GB     = var.s3_transfer_out_gb == null ? null : tostring(var.s3_transfer_out_gb)
+    } : k => v if v != null
+  })
 
   repository_credentials = var.repository_credentials_secret_arn == null ? {} : {
     repositoryCredentials = { credentialsParameter = var.repository_credentials_secret_arn }
@@ -155,6 +167,16 @@ resource "aws_ecs_task_definition" "dispatcher" {
     stopTimeout = 30
     linuxParameters = {
       initProcessEnabled = true
+    }
+    # ECS ignores the image's HEALTHCHECK: the same check here, so that the
+    # service replaces a dispatcher whose /healthz fails (start-up checks,
+    # AWS refusing its calls, a stuck loop). The image sets METRICS_ADDR.
+    healthCheck = {
+      command     = ["CMD", "/usr/local/bin/sqs-dispatcher", "healthcheck"]
+      interval    = 30
+      timeout     = 10
+      retries     = 3
+      startPeriod = 60
     }
     logConfiguration = {
       logDriver = "awslogs"

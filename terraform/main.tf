@@ -12,7 +12,10 @@ locals {
   todo_prefix   = "TODO/"
   done_prefix   = "DONE/"
   failed_prefix = "FAILED/"
-  hevc_suffix   = "-hevc.mp4"
+  # Each processor task's cost record (pkg/cost.Prefix): summed for the
+  # month's estimate, status and BUDGET_USD.
+  costs_prefix = "COSTS/"
+  hevc_suffix  = "-hevc.mp4"
   # Every result ends in lower-case .mp4 (-hevc.mp4, or -hevc-MP4.mp4 for an
   # original spelled .MP4), so one results rule covers them all.
   result_suffix = ".mp4"

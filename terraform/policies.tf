@@ -8,11 +8,13 @@
 #                     the processor's logs
 #   dispatcher      - its own execution role (the dispatcher's logs), and a
 #     execution       task role; see below
-#   processor role  - get/delete TODO/*, put DONE/* and FAILED/*, heartbeat
-#                     and delete its work message (plus s3:ListBucket, so a
-#                     missing key is a 404, not a 403)
+#   processor role  - get/delete TODO/*, put DONE/*, FAILED/* and its cost
+#                     record COSTS/*, heartbeat and delete its work message
+#                     (plus s3:ListBucket, so a missing key is a 404, not a
+#                     403)
 #   dispatcher      - receive/delete/heartbeat work messages, head/list the
-#                     bucket, delete TODO/* of finished jobs, RunTask of the
+#                     bucket, read COSTS/* (BUDGET_USD), delete TODO/* of
+#                     finished jobs, RunTask of the
 #                     processor task definition on this cluster only, and
 #                     PassRole of the processor's task role and of the
 #                     processor's execution role only (never of its own
@@ -22,7 +24,8 @@
 #   result-         - get/delete DONE/*, consume the results queue
 #     downloader
 #   trigger         - list the bucket, send to the work queue, redrive the
-#                     work DLQ; also status (queue depths, FAILED/ reasons)
+#                     work DLQ; also status (queue depths, FAILED/ reasons,
+#                     the month's cost from COSTS/)
 #   home (shared)   - all three at once, for a home server whose services
 #                     share one key (create_shared_home_user)
 # Resource "*" appears only where AWS offers no resource-level permission
@@ -34,6 +37,7 @@ locals {
   todo_objects   = "${aws_s3_bucket.this.arn}/${local.todo_prefix}*"
   done_objects   = "${aws_s3_bucket.this.arn}/${local.done_prefix}*"
   failed_objects = "${aws_s3_bucket.this.arn}/${local.failed_prefix}*"
+  cost_objects   = "${aws_s3_bucket.this.arn}/${local.costs_prefix}*"
 
   deny_insecure_transport = {
     Sid       = "DenyInsecureTransport"
@@ -243,6 +247,14 @@ locals {
         Resource = [local.done_objects, local.failed_objects]
       },
       {
+        # One small record per job: its vCPU- and GB-seconds and result
+        # size, for the month's cost estimate (status, BUDGET_USD).
+        Sid      = "WriteCostRecords"
+        Effect   = "Allow"
+        Action   = "s3:PutObject"
+        Resource = local.cost_objects
+      },
+      {
         Sid      = "HeartbeatAndAckWork"
         Effect   = "Allow"
         Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage"]
@@ -278,6 +290,15 @@ locals {
       Effect   = "Allow"
       Action   = ["s3:GetObject", "s3:DeleteObject"]
       Resource = local.done_objects
+    }
+    # The month's cost estimate (status; the dispatcher's BUDGET_USD) sums
+    # the COSTS/ listing, and reads a record whose key does not carry its
+    # figures.
+    read_cost_records = {
+      Sid      = "ReadCostRecords"
+      Effect   = "Allow"
+      Action   = "s3:GetObject"
+      Resource = local.cost_objects
     }
     # status shows why a file failed.
     read_failures = {
@@ -332,6 +353,7 @@ locals {
         Resource = aws_sqs_queue.work.arn
       },
       local.shared_statements.list_bucket,
+      local.shared_statements.read_cost_records,
       {
         # HeadObject needs s3:GetObject: is the result already there, does
         # the work object still exist?
@@ -428,6 +450,7 @@ locals {
     Statement = concat([
       local.shared_statements.list_bucket,
       local.shared_statements.read_failures,
+      local.shared_statements.read_cost_records,
       local.shared_statements.trigger_work,
       {
         # trigger --redrive: receive from the work DLQ, send to the work
@@ -460,6 +483,7 @@ locals {
       local.shared_statements.upload_work,
       local.shared_statements.download_results,
       local.shared_statements.read_failures,
+      local.shared_statements.read_cost_records,
       local.shared_statements.consume_results,
       local.shared_statements.trigger_work,
       {

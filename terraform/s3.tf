@@ -95,6 +95,21 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       days = var.failed_expiration_days
     }
   }
+
+  # Cost records are summed per calendar month; a year and a bit keeps
+  # last year's months for comparison.
+  rule {
+    id     = "expire-costs"
+    status = "Enabled"
+
+    filter {
+      prefix = local.costs_prefix
+    }
+
+    expiration {
+      days = var.cost_records_expiration_days
+    }
+  }
 }
 
 # ObjectCreated on TODO/*.mp4 -> work queue; on DONE/*.mp4 -> results

@@ -115,6 +115,46 @@ variable "failed_expiration_days" {
   }
 }
 
+variable "cost_records_expiration_days" {
+  description = "Days after which the processors' cost records under COSTS/ expire (the estimate sums the current calendar month)."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.cost_records_expiration_days >= 32 && floor(var.cost_records_expiration_days) == var.cost_records_expiration_days
+    error_message = "cost_records_expiration_days must be a whole number >= 32 (a month's records must outlive the month)."
+  }
+}
+
+variable "monthly_budget_usd" {
+  description = "Estimated AWS spend per calendar month (UTC) at which sqs-dispatcher stops launching processors until the next month (BUDGET_USD); 0: no budget. The estimate sums the processors' cost records at the prices below."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.monthly_budget_usd >= 0
+    error_message = "monthly_budget_usd must be 0 (no budget) or more."
+  }
+}
+
+variable "fargate_spot_vcpu_hour" {
+  description = "USD per vCPU-hour of Fargate Spot in your region and architecture, for the cost estimate (FARGATE_SPOT_VCPU_HOUR); null keeps the dispatcher's dated default."
+  type        = number
+  default     = null
+}
+
+variable "fargate_spot_gb_hour" {
+  description = "USD per GB-hour of Fargate Spot memory, for the cost estimate (FARGATE_SPOT_GB_HOUR); null keeps the dispatcher's dated default."
+  type        = number
+  default     = null
+}
+
+variable "s3_transfer_out_gb" {
+  description = "USD per GB of S3 transfer out to the internet (results downloaded home), for the cost estimate (S3_TRANSFER_OUT_GB); null keeps the dispatcher's dated default."
+  type        = number
+  default     = null
+}
+
 variable "work_suffixes" {
   description = "Key suffixes under TODO/ that notify the work queue. S3 suffix filters are case-sensitive while the library accepts any case of .mp4 (cameras write .MP4), so both common spellings are listed."
   type        = list(string)

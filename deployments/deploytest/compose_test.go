@@ -89,6 +89,19 @@ func TestPortainerStacks(t *testing.T) {
 				if svc.Logging == nil || svc.Logging.Options["max-size"] == "" {
 					t.Errorf("%s: logs must be rotated (logging max-size)", name)
 				}
+				// Long-running services declare the health check that asks
+				// their /healthz (so Portainer shows unhealthy ones); nothing
+				// is published by default.
+				if longRunning[name] {
+					hc := svc.HealthCheck
+					want := []string{"CMD", "/usr/local/bin/" + name, "healthcheck"}
+					if hc == nil || hc.Disable || !slices.Equal(hc.Test, want) || hc.Interval == nil || hc.Retries == nil {
+						t.Errorf("%s: healthcheck %+v, want test %q with an interval and retries", name, hc, want)
+					}
+				}
+				if len(svc.Ports) > 0 {
+					t.Errorf("%s: publishes ports %v; the stack publishes nothing by default", name, svc.Ports)
+				}
 
 				// Every variable is one the service (or, for templates of
 				// the one-shot jobs, the job's service) reads.

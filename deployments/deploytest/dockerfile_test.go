@@ -655,6 +655,7 @@ func TestDockerfiles(t *testing.T) {
 			if !copied {
 				t.Errorf("ENTRYPOINT %s is not the binary copied from the build stage (%s)", ep[0], gb.Output)
 			}
+			checkHealthcheck(t, svc, final, ep[0])
 			// ffmpeg is installed in a stage of its own (or the final one);
 			// the image has it when the final stage is, or copies from, that
 			// stage.
@@ -904,5 +905,45 @@ func TestCrossCompile(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// longRunning are the services that serve /healthz on METRICS_ADDR.
+var longRunning = map[string]bool{"sqs-dispatcher": true, "result-downloader": true, "nextcloud-syncer": true}
+
+// checkHealthcheck: every image declares a HEALTHCHECK (scanners flag the
+// missing ones). The long-running services' ask their own /healthz with
+// the binary (exec form: no shell, no curl) on the METRICS_ADDR the image
+// sets; the one-shot ones say NONE.
+func checkHealthcheck(t *testing.T, svc string, final *Stage, entrypoint string) {
+	t.Helper()
+	hcs := final.all("HEALTHCHECK")
+	if len(hcs) != 1 {
+		t.Errorf("final stage has %d HEALTHCHECK instructions, want 1", len(hcs))
+		return
+	}
+	hc := hcs[0]
+	if !longRunning[svc] {
+		if strings.TrimSpace(hc.Args) != "NONE" {
+			t.Errorf("HEALTHCHECK %s: a one-shot job's image should say NONE", hc.Args)
+		}
+		return
+	}
+	cmd, ok := strings.CutPrefix(strings.TrimSpace(hc.Args), "CMD ")
+	var argv []string
+	if !ok || json.Unmarshal([]byte(cmd), &argv) != nil || len(argv) != 2 || argv[0] != entrypoint || argv[1] != "healthcheck" {
+		t.Errorf("HEALTHCHECK %s: want CMD [%q, \"healthcheck\"] (exec form)", hc.Args, entrypoint)
+	}
+	for _, f := range []string{"interval", "timeout", "start-period", "retries"} {
+		if _, ok := flagValue(hc.Flags, f); !ok {
+			t.Errorf("HEALTHCHECK without --%s", f)
+		}
+	}
+	set := false
+	for _, in := range final.all("ENV") {
+		set = set || strings.HasPrefix(in.Args, "METRICS_ADDR=")
+	}
+	if !set {
+		t.Errorf("the image does not set METRICS_ADDR: its HEALTHCHECK would find nothing to ask")
 	}
 }

@@ -244,6 +244,9 @@ type imageInfo struct {
 		Entrypoint []string
 		Env        []string
 	}
+	// Healthcheck is the image's HEALTHCHECK (podman reports it here,
+	// beside Config; only Docker's image format has one).
+	Healthcheck *struct{ Test []string }
 }
 
 func inspectImage(t testing.TB, image string) imageInfo {
@@ -365,6 +368,16 @@ func TestImages(t *testing.T) {
 			}
 			if info.Architecture != platformArch() {
 				t.Errorf("image architecture %s, want %s", info.Architecture, platformArch())
+			}
+			// The HEALTHCHECK made it into the image (Docker's format):
+			// the long-running services ask their /healthz, the others
+			// declare none.
+			wantHC := []string{"NONE"}
+			if longRunning[svc] {
+				wantHC = []string{"CMD", "/usr/local/bin/" + svc, "healthcheck"}
+			}
+			if hc := info.Healthcheck; hc == nil || !slices.Equal(hc.Test, wantHC) {
+				t.Errorf("image healthcheck %+v, want test %q", hc, wantHC)
 			}
 
 			// --help, with the image's own user and with the stack's flags.

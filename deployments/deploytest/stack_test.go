@@ -224,6 +224,26 @@ func TestStackEndToEnd(t *testing.T) {
 		return nil
 	})
 
+	// Health: each long-running service answers its image's HEALTHCHECK
+	// command (its own /healthz on METRICS_ADDR) as healthy. The
+	// dispatcher (defined by the test's override, so with the image's
+	// HEALTHCHECK) through podman's own health check; the stack file's
+	// services by running the command (podman-compose 1.0.3 wraps a
+	// healthcheck's CMD in /bin/sh, which the images do not have).
+	for _, svc := range []string{"nextcloud-syncer", "result-downloader", "sqs-dispatcher"} {
+		ctr := project + "_" + svc + "_1"
+		waitFor(ctx, t, svc+" healthy", func() error {
+			running(svc)
+			if out, err := podman(t, "exec", ctr, "/usr/local/bin/"+svc, "healthcheck"); err != nil || strings.TrimSpace(lastLines(out, 1)) != "ok" {
+				return fmt.Errorf("%s healthcheck: %v: %s", svc, err, out)
+			}
+			return nil
+		})
+	}
+	if out, err := podman(t, "healthcheck", "run", project+"_sqs-dispatcher_1"); err != nil {
+		t.Errorf("podman healthcheck run sqs-dispatcher: %v\n%s", err, out)
+	}
+
 	// The fake Portainer: API key, environments, and Docker's API answered
 	// by podman's (podman system service).
 	portainer := fakePortainerOverPodman(t, dir)
@@ -310,10 +330,31 @@ func TestStackEndToEnd(t *testing.T) {
 		return statusEmpty(st[i:])
 	})
 
+	// make status shows the library too (LIBRARY_ROOT and the mount come
+	// from the result-downloader container): one conversion per original
+	// in its history.
+	var ls struct {
+		Library *struct {
+			History struct {
+				AllTime struct {
+					Converted int `json:"converted"`
+				} `json:"all_time"`
+			} `json:"history"`
+		} `json:"library"`
+	}
+	if i := strings.Index(st, "{"); i < 0 || json.NewDecoder(strings.NewReader(st[i:])).Decode(&ls) != nil ||
+		ls.Library == nil || ls.Library.History.AllTime.Converted != len(originals) {
+		t.Errorf("make status --json: want the library's history with %d conversions:\n%s", len(originals), st)
+	}
+
 	// Nothing lost: the library holds exactly one HEVC file per original,
-	// and nothing else; Nextcloud is empty.
+	// and nothing else (besides its state directory: history, trash);
+	// Nextcloud is empty.
 	var got []string
 	filepath.WalkDir(library, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == ".hevc-encoder" {
+			return filepath.SkipDir
+		}
 		if err == nil && !d.IsDir() {
 			r, _ := filepath.Rel(alice, p)
 			got = append(got, filepath.ToSlash(r))

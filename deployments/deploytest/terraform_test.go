@@ -555,7 +555,8 @@ func TestTerraformIAMLeastPrivilege(t *testing.T) {
 		}
 	}
 
-	// The processor: get/delete TODO/*, put DONE/* and FAILED/*, its queue.
+	// The processor: get/delete TODO/*, put DONE/* and FAILED/*, its queue;
+	// and, in a statement of its own, put its cost record COSTS/* (issue 17).
 	wantProc := map[string][]string{
 		"s3:GetObject":                {"local.todo_objects"},
 		"s3:DeleteObject":             {"local.todo_objects"},
@@ -568,6 +569,12 @@ func TestTerraformIAMLeastPrivilege(t *testing.T) {
 		"kms:GenerateDataKey":         {"local.kms_key_arns"},
 	}
 	for _, st := range c.statements("processor_policy") {
+		if st.sid == "WriteCostRecords" {
+			if !slices.Equal(st.actions, []string{"s3:PutObject"}) || !slices.Equal(st.resources, []string{"local.cost_objects"}) {
+				t.Errorf("processor: WriteCostRecords allows %v on %v, want s3:PutObject on local.cost_objects", st.actions, st.resources)
+			}
+			continue
+		}
 		for _, a := range st.actions {
 			want, ok := wantProc[a]
 			if !ok {
@@ -579,7 +586,7 @@ func TestTerraformIAMLeastPrivilege(t *testing.T) {
 			}
 		}
 	}
-	for _, pair := range [][2]string{{"todo_objects", "todo_prefix"}, {"done_objects", "done_prefix"}, {"failed_objects", "failed_prefix"}} {
+	for _, pair := range [][2]string{{"todo_objects", "todo_prefix"}, {"done_objects", "done_prefix"}, {"failed_objects", "failed_prefix"}, {"cost_objects", "costs_prefix"}} {
 		if got, want := c.text(c.local(pair[0])), `"${aws_s3_bucket.this.arn}/${local.`+pair[1]+`}*"`; got != want {
 			t.Errorf("local.%s = %s, want %s", pair[0], got, want)
 		}
@@ -654,7 +661,7 @@ func TestTerraformIAMLeastPrivilege(t *testing.T) {
 		},
 		"trigger_policy": {
 			"s3:ListBucket":          {"local.bucket_arn"},
-			"s3:GetObject":           {"local.failed_objects"},
+			"s3:GetObject":           {"local.cost_objects", "local.failed_objects"}, // FAILED/ reasons and the month's cost (status)
 			"sqs:SendMessage":        {"aws_sqs_queue.work.arn"},
 			"sqs:ReceiveMessage":     {"aws_sqs_queue.work_dlq.arn"},
 			"sqs:DeleteMessage":      {"aws_sqs_queue.work_dlq.arn"},

@@ -163,7 +163,9 @@ case "${1:-}" in
       for a in "$@"; do case "$a" in BUILDPLATFORM=*) unset 'args[${#args[@]}-1]' ;; *) args+=("$a") ;; esac; done
       set -- "${args[@]}"
     fi
-    podman build --pull=never --layers -f "$df" -t "$image" \
+    # Docker's image format: the OCI format has no HEALTHCHECK (buildah
+    # drops it with a warning), and Docker/Portainer read it from there.
+    podman build --pull=never --layers --format docker -f "$df" -t "$image" \
       -v "$(go env GOMODCACHE)/cache/download:$GOMODCACHE_MOUNT:ro" "$@" "$root"
     ;;
   env)

@@ -53,4 +53,8 @@ COPY --from=build /out/s3-uploader /usr/local/bin/s3-uploader
 ENV PATH=/usr/local/bin:/usr/bin
 USER 10001:10001
 WORKDIR /tmp
+# A one-shot job (one pass over the library, then exit):
+# nothing to ask while it runs, and its exit status is its health.
+# Declared so that image scanners see the choice.
+HEALTHCHECK NONE
 ENTRYPOINT ["/usr/local/bin/s3-uploader"]

@@ -19,6 +19,9 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
+	"github.com/hevc-encoder/hevc-encoder/pkg/notify"
+	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
+	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
 )
 
 func main() {
@@ -40,20 +43,37 @@ func realMain(ctx context.Context, args []string) error {
 		jobs               int
 		minAge             time.Duration
 		o                  pipeline.Options
+		dl                 downloader.Config
 	)
-	set := config.New("hevc-encoder-local", "Runs the whole pipeline in one process on a library directory: upload to a directory bucket, encode to HEVC, verify, install <name>-hevc.mp4 beside each original and remove the original. With no INPUT it converts freshly generated demo clips.")
+	set := config.New("hevc-encoder-local", "Runs the whole pipeline in one process on a library directory: upload to a directory bucket, encode to HEVC, verify, install <name>-hevc.mp4 beside each original and retire the original as ORIGINALS says (by default into <library>/.hevc-encoder/trash for TRASH_DAYS). With no INPUT it converts freshly generated demo clips.")
 	set.String(&input, "INPUT", "", "library directory to convert in place (default: a demo library)")
 	set.String(&demo, "DEMO_DIR", "demo-library", "where the demo library is generated when INPUT is empty")
 	set.String(&state, "STATE_DIR", "", "bucket directory (default: <library>/.hevc-encoder/bucket)")
 	set.Int(&jobs, "JOBS", 0, "encodes at once (0: cores / X265_THREADS, at least 1)")
 	set.Duration(&minAge, "MIN_AGE", 0, "skip files modified more recently than this")
+	var minBitrate string
+	set.String(&minBitrate, "MIN_BITRATE", "auto", "skip files whose video bit rate is below this (a rate like 3Mbit, 0 for off, or auto: "+upload.AutoBitrateDoc+"); the generated demo library is always converted")
+	set.Check(func() error {
+		mb, err := upload.ParseMinBitrate(minBitrate)
+		if err != nil {
+			return fmt.Errorf("MIN_BITRATE: %w", err)
+		}
+		o.MinBitrate = mb
+		return nil
+	})
 	o.Processor.Bind(set)
+	var nc notify.Config
+	nc.Bind(set)
+	dl.BindOriginals(set)
 	if err := set.Parse(args); err != nil {
 		return err
 	}
 	log := logging.New("hevc-encoder")
 	if input == "" {
 		input = demo
+		// Synthetic clips of flat patterns are far below any camera's bit
+		// rate and still shrink: MIN_BITRATE would skip half of them.
+		o.MinBitrate = upload.MinBitrate{}
 		if fresh, err := needsDemo(demo); err != nil {
 			return err
 		} else if fresh {
@@ -70,7 +90,15 @@ func realMain(ctx context.Context, args []string) error {
 		return fmt.Errorf("INPUT: %s is not a directory", input)
 	}
 	o.Library, o.State, o.Jobs, o.MinAge, o.Logger = input, state, jobs, minAge, logging.New
+	o.Originals, o.TrashDays = dl.Originals, dl.TrashDays
+	nc.Source = "hevc-encoder-local"
+	o.Notify = notify.New(nc, log)
 	sum, err := pipeline.Run(ctx, o)
+	// Notifications never hold the run up: a bounded wait for the last
+	// ones (a failure was logged), even after Ctrl-C.
+	nctx, ncancel := context.WithTimeout(context.WithoutCancel(ctx), notifyGrace)
+	_ = o.Notify.Close(nctx)
+	ncancel()
 	fmt.Println()
 	sum.Print(os.Stdout)
 	if err == nil && input == demo {
@@ -81,6 +109,9 @@ func realMain(ctx context.Context, args []string) error {
 	}
 	return err
 }
+
+// notifyGrace is how long the end of a run waits for its notifications.
+const notifyGrace = 10 * time.Second
 
 // demoDone marks a demo library whose conversion finished; the next run
 // starts a fresh one. Without it an interrupted demo resumes.

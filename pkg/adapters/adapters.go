@@ -24,6 +24,17 @@ type Store struct {
 	DualStack   bool
 	PartSize    int64
 	Concurrency int
+	// Optional, set before Bind, lets STORAGE=s3 go without S3_BUCKET:
+	// Configured then says false (sqs-dispatcher status of a library alone).
+	Optional bool
+}
+
+// Configured reports whether a bucket was given (see Optional).
+func (c *Store) Configured() bool {
+	if c.Kind == "fs" {
+		return c.FSRoot != ""
+	}
+	return c.Bucket != ""
 }
 
 // Bind registers the store's variables.
@@ -47,6 +58,9 @@ func (c *Store) validate() error {
 			return fmt.Errorf("FS_ROOT is required when STORAGE=fs")
 		}
 	case "s3":
+		if c.Bucket == "" && c.Optional {
+			return nil
+		}
 		if c.Bucket == "" {
 			return fmt.Errorf("S3_BUCKET is required when STORAGE=s3")
 		}

@@ -82,7 +82,7 @@ func ProbeBoxes(path string) (Info, error) {
 		if !ok {
 			return info, fmt.Errorf("probe %s: track %d: handler %q", path, t.ID, t.Handler)
 		}
-		s := Stream{Index: i, Kind: kind, CodecTag: t.Format, Duration: t.Seconds()}
+		s := Stream{Index: i, Kind: kind, CodecTag: t.Format, Duration: t.Seconds(), BitRate: t.BitRate()}
 		switch kind {
 		case "video":
 			if s.Codec = videoCodecs[t.Format]; s.Codec == "" {

@@ -81,6 +81,11 @@ func sameShape(t *testing.T, got, want Info) {
 		if g.Kind == "video" && (g.Codec == "" || g.Width != w.Width || g.Height != w.Height) {
 			t.Errorf("stream %d: video %s %dx%d, ffprobe %s %dx%d", i, g.Codec, g.Width, g.Height, w.Codec, w.Width, w.Height)
 		}
+		// ffprobe's stream bit_rate is the same sum of sample sizes over the
+		// track's duration (it rounds; an exact match is not expected).
+		if w.BitRate > 0 && math.Abs(float64(g.BitRate-w.BitRate)) > 0.01*float64(w.BitRate)+8 {
+			t.Errorf("stream %d (%s): bit rate %d, ffprobe %d", i, g.Kind, g.BitRate, w.BitRate)
+		}
 		if g.Kind == "audio" && w.Codec == "aac" && g.Codec != "aac" {
 			t.Errorf("stream %d: AAC not recognised (codec %q)", i, g.Codec)
 		}

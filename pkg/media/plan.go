@@ -115,6 +115,11 @@ type Plan struct {
 	Dropped  []string
 	TenBit   bool    // output is 10-bit main10 (10-bit or HLG/PQ input)
 	Duration float64 // input duration in seconds, for progress percent/ETA
+	// The main video's coded size, frame count (0 when the container does
+	// not say) and frame rate: where EncodeAndDecode samples pictures.
+	Width, Height int
+	Frames        int64
+	FrameRate     float64
 }
 
 // audioCopyable lists the audio codecs MP4 can hold as they are.
@@ -166,7 +171,8 @@ func NewPlan(info Info, s Settings) (Plan, error) {
 	if !ok {
 		return Plan{}, fmt.Errorf("%w: %s: no video stream", ErrBadInput, info.Path)
 	}
-	p := Plan{TenBit: isTenBit(v), Duration: info.Duration}
+	p := Plan{TenBit: isTenBit(v), Duration: info.Duration,
+		Width: v.Width, Height: v.Height, Frames: v.Frames, FrameRate: v.FrameRate}
 	kw := ffmpeg.KwArgs{
 		"f":            "mp4",
 		"map":          []string{"0:V:0", "0:a?"},

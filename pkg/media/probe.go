@@ -55,6 +55,10 @@ type Stream struct {
 	// FrameRate is the average frame rate in frames per second (ffprobe's
 	// avg_frame_rate, else r_frame_rate); 0 when unknown.
 	FrameRate float64
+	// BitRate is the stream's average bit rate in bits per second
+	// (ffprobe's stream bit_rate; ProbeBoxes: the track's sample bytes over
+	// its duration); 0 when unknown.
+	BitRate int64
 }
 
 // Info is what Probe learned about a file.
@@ -127,6 +131,7 @@ type probeJSON struct {
 		ColorRange     string            `json:"color_range"`
 		Duration       string            `json:"duration"`
 		NbFrames       string            `json:"nb_frames"`
+		BitRate        string            `json:"bit_rate"`
 		AvgFrameRate   string            `json:"avg_frame_rate"`
 		RFrameRate     string            `json:"r_frame_rate"`
 		Disposition    map[string]int    `json:"disposition"`
@@ -198,6 +203,7 @@ func Probe(ctx context.Context, input string) (Info, error) {
 			Duration:    parseFloat(s.Duration),
 			Frames:      int64(parseFloat(s.NbFrames)),
 			FrameRate:   parseRate(s.AvgFrameRate),
+			BitRate:     int64(parseFloat(s.BitRate)),
 		}
 		if st.FrameRate == 0 {
 			st.FrameRate = parseRate(s.RFrameRate)

@@ -93,7 +93,8 @@ func VerifyResult(ctx context.Context, originalPath, resultPath string) error {
 // counted against the frames the live decode saw) and VerifyResult's
 // shape and picture checks, without VerifyResult's two probes (in is the
 // original's Info, probed before the encode; the output's comes from
-// VerifyDecoded's probe) and with the picture comparison running
+// VerifyDecoded's probe) and with the picture comparison made during
+// the encode when EncodeAndDecode could (d.Sampled), else running
 // alongside the read instead of after it. Each step is mostly one short
 // process's start-up and I/O wait: on a 4 s clip this made the
 // verification 2-4 times shorter. It returns the output's Info; errors are
@@ -102,7 +103,12 @@ func VerifyEncoded(ctx context.Context, in Info, originalPath, output string, d 
 	pctx, cancelPictures := context.WithCancel(ctx)
 	defer cancelPictures()
 	pics := make(chan error, 1)
-	go func() { pics <- comparePictures(pctx, in, originalPath, output) }()
+	if d.Sampled {
+		// Compared during the encode (livesample.go).
+		pics <- d.PictureErr
+	} else {
+		go func() { pics <- comparePictures(pctx, in, originalPath, output) }()
+	}
 	out, err := VerifyDecoded(ctx, in, output, d)
 	if err == nil {
 		if problems := compareShape(in, out); len(problems) > 0 {
@@ -312,8 +318,10 @@ func comparePictures(ctx context.Context, in Info, original, result string) erro
 }
 
 // pictureScores returns the luma SSIM of result against original at each
-// of times, compared at w x h, two points at a time: each is mostly one
-// ffmpeg's start-up, seek and a few frames' decode, and two fill 2 CPUs.
+// of times, compared at w x h, one point more at a time than there are
+// CPUs: each is one ffmpeg's start-up, seek and a few frames' decode
+// (single-threaded), and on 2 CPUs five points in rounds of 3 and 2 leave
+// no CPU idle where rounds of 2, 2 and 1 did.
 // The first failure stops the others; it is returned (a verdict before a
 // cancellation it caused).
 func pictureScores(ctx context.Context, original, result string, times []float64, w, h int) ([]float64, error) {
@@ -321,7 +329,7 @@ func pictureScores(ctx context.Context, original, result string, times []float64
 	defer cancel()
 	scores := make([]float64, len(times))
 	errs := make([]error, len(times))
-	sem := make(chan struct{}, 2)
+	sem := make(chan struct{}, CPUs()+1)
 	var wg sync.WaitGroup
 	for i, t := range times {
 		wg.Add(1)

@@ -270,9 +270,17 @@ func TestVerifyEncoded(t *testing.T) {
 		"-map", "0:v", "-map", "0:a", "-vf", "hflip,vflip", "-c:v", "libx264", "-c:a", "copy", "-f", "mp4", "file:"+other).CombinedOutput(); err != nil {
 		t.Fatalf("make the other original: %v %s", err, b)
 	}
-	err = func() error { _, err := VerifyEncoded(ctx, info, other, out, d); return err }()
+	// The encode compared its pictures already (d.Sampled; an encode of
+	// other pictures is TestEncodeComparesSampledPictures'): without that
+	// comparison, VerifyEncoded compares with the file it is given.
+	unsampled := d
+	unsampled.Sampled, unsampled.PictureErr = false, nil
+	err = func() error { _, err := VerifyEncoded(ctx, info, other, out, unsampled); return err }()
 	if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "the picture differs from the original's") {
 		t.Errorf("against another picture: %v, want the picture comparison's ErrVerify", err)
+	}
+	if !d.Sampled {
+		t.Error("EncodeAndDecode did not compare pictures")
 	}
 	d.Frames++
 	err = func() error { _, err := VerifyEncoded(ctx, info, in, out, d); return err }()

@@ -15,6 +15,9 @@ type Message struct {
 	Receipt string
 	// ReceiveCount counts deliveries, this one included.
 	ReceiveCount int
+	// Sent is when the message was first sent to the queue (SQS's
+	// SentTimestamp); zero when unknown.
+	Sent time.Time
 }
 
 // Depth is the approximate size of a queue.

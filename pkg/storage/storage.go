@@ -30,6 +30,9 @@ const (
 	// so a result carrying it was decoded before it was stored (the
 	// bytes: sha256).
 	MetaDuration = "duration"
+	// MetaEncodeSeconds is the wall time in seconds hevc-processor spent
+	// on the job until its result was ready (for the library's history).
+	MetaEncodeSeconds = "encode-seconds"
 )
 
 // Object describes a stored object.

@@ -45,6 +45,8 @@ type Config struct {
 	MinAge      time.Duration
 	Concurrency int
 	DryRun      bool
+	// MinBitrate skips files whose video bit rate is below it (bitrate.go).
+	MinBitrate MinBitrate
 }
 
 // Bind registers the uploader's variables.
@@ -67,7 +69,14 @@ func (c *Config) BindSelection(s *config.Set) {
 	s.String(&c.Exclude, "EXCLUDE", "", "comma-separated globs of file names or relative paths to leave alone (case-insensitive)")
 	s.Duration(&c.MinAge, "MIN_AGE", 5*time.Minute, "skip files modified more recently (still being written)")
 	s.Bool(&c.DryRun, "DRY_RUN", false, "print what would be uploaded, upload nothing")
+	var minBitrate string
+	s.String(&minBitrate, "MIN_BITRATE", "auto", "skip files whose video bit rate is below this, where HEVC saves little or nothing: a rate (3Mbit, 2500k, 3000000), 0 (off), or auto ("+AutoBitrateDoc+")")
 	s.Check(func() error {
+		mb, err := ParseMinBitrate(minBitrate)
+		if err != nil {
+			return fmt.Errorf("MIN_BITRATE: %w", err)
+		}
+		c.MinBitrate = mb
 		for _, g := range splitGlobs(c.Include + "," + c.Exclude) {
 			if _, err := path.Match(g, ""); err != nil {
 				return fmt.Errorf("INCLUDE/EXCLUDE: bad glob %q: %w", g, err)
@@ -122,6 +131,7 @@ const (
 	SkipUnsafe    = "name outside the library rules"
 	SkipExcluded  = "excluded"
 	SkipDryRunned = "dry run"
+	SkipBitrate   = "video bitrate below MIN_BITRATE"
 )
 
 // Run walks the library once. It returns an error when some file failed
@@ -396,12 +406,24 @@ func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o
 
 	// A file that does not probe is uploaded anyway: the processor records
 	// why it is bad in FAILED/, so the user sees it and it is not retried.
-	if info, err := u.Probe(ctx, p); err == nil && info.IsHEVC() {
+	info, err := u.Probe(ctx, p)
+	if err == nil && info.IsHEVC() {
 		o.skip = SkipHevc
 		return o
 	} else if err != nil && ctx.Err() != nil {
 		o.err = err
 		return o
+	}
+	// Below MIN_BITRATE an encode saves little or nothing (bitrate.go); a
+	// file whose bit rate is unknown is uploaded (the processor's no-gain
+	// rule is the safety net).
+	if err == nil {
+		if rate, min := VideoBitrate(info), u.Cfg.MinBitrate.For(info); rate > 0 && rate < min {
+			log.Info().Str("reason", SkipBitrate).Str("video_bitrate", FormatBitrate(rate)).Str("min_bitrate", FormatBitrate(min)).
+				Msg("skipped: its video bitrate is already below MIN_BITRATE; HEVC would save little or nothing")
+			o.skip = SkipBitrate
+			return o
+		}
 	}
 	if u.Cfg.DryRun {
 		log.Info().Int64("bytes", st.Size()).Msg("would upload")

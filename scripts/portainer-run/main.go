@@ -63,7 +63,7 @@ var Jobs = map[string]Job{
 	},
 	"status": {
 		Name: "status", Service: "sqs-dispatcher", Template: "result-downloader", Args: []string{"status"},
-		Help: "objects in TODO/ DONE/ FAILED/, queue and DLQ depths, running tasks",
+		Help: "objects in TODO/ DONE/ FAILED/, queue and DLQ depths, running tasks; the library's history (savings, failures) and trash",
 	},
 }
 
@@ -367,6 +367,10 @@ func containerConfig(o options, tmpl *ContainerInspect, image string) ContainerC
 		AttachStdout: true,
 		AttachStderr: true,
 		HostConfig:   hc,
+		// A job serves no /healthz (its exit status says how it went):
+		// the image's HEALTHCHECK, meant for the long-running service,
+		// would call it unhealthy.
+		Healthcheck: &HealthConfig{Test: []string{"NONE"}},
 	}
 }
 

@@ -259,6 +259,14 @@ type ContainerConfig struct {
 	AttachStdout bool              `json:"AttachStdout"`
 	AttachStderr bool              `json:"AttachStderr"`
 	HostConfig   HostConfig        `json:"HostConfig"`
+	// Healthcheck overrides the image's HEALTHCHECK.
+	Healthcheck *HealthConfig `json:"Healthcheck,omitempty"`
+}
+
+// HealthConfig is a container's health check; Test ["NONE"] disables the
+// image's.
+type HealthConfig struct {
+	Test []string `json:"Test"`
 }
 
 // ContainerInspect is the subset of GET /containers/{id}/json that jobs use.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
 	"github.com/hevc-encoder/hevc-encoder/pkg/awserr"
@@ -34,6 +35,11 @@ written and the message deleted; on a transient failure the message is handed
 back to reappear after a backoff of 10s·2^(SQS_RECEIVE_COUNT-1), at most 15m
 (and, after maxReceiveCount, to be dead-lettered). On SIGTERM (Fargate
 Spot interruption) ffmpeg is stopped and the message made visible at once.
+
+With TASK_VCPU and TASK_MEMORY_GIB (the ECS task definition sets them), every
+job, whatever its outcome, writes a cost record under COSTS/<YYYY-MM>/ (the
+task's vCPU- and GB-seconds, at least a minute, and the result's size) and the
+result carries the usage in its metadata; sqs-dispatcher status sums them.
 
 Exit status: 0 finished (any outcome that needs no retry); 75 transient failure,
 will be retried; 143 (130 for SIGINT) interrupted, message released; 2 bad
@@ -69,6 +75,10 @@ func main() {
 	}
 	os.Exit(code)
 }
+
+// processStart is when the task's process started: its cost record's
+// runtime runs from here (one task, one job).
+var processStart = time.Now()
 
 // usageError marks configuration errors.
 type usageError struct{ error }
@@ -135,7 +145,7 @@ func realMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return transientError{fmt.Errorf("open work queue: %w", err)}
 	}
-	p := &processor.Processor{Store: st, Queue: q, Cfg: cfg, Log: log}
+	p := &processor.Processor{Store: st, Queue: q, Cfg: cfg, Log: log, Started: processStart}
 	job := launch.Job{Bucket: st.Bucket(), Key: key, QueueURL: queues.Work, Receipt: receipt, ReceiveCount: count}
 	if _, err = p.Process(ctx, job); err != nil {
 		if awserr.IsConfig(err) && ctx.Err() == nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
 	"github.com/hevc-encoder/hevc-encoder/pkg/awserr"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
+	"github.com/hevc-encoder/hevc-encoder/pkg/metrics"
+	"github.com/hevc-encoder/hevc-encoder/pkg/notify"
 	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/pkg/upload"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/downloader"
@@ -57,9 +59,33 @@ refused for configuration reasons (credentials, permissions, a removed
 bucket or queue) are logged at error level and, once they have lasted
 AUTH_FAIL_AFTER without a success, end the service (status 1).
 
-Subcommand:
+Every finished file leaves one JSON line in <library>/.hevc-encoder/history.jsonl
+(converted, not installed, and each FAILED/ record: failed or no gain, read
+at every reconcile, each once), which sqs-dispatcher status summarises.
+
+With NOTIFY_URL, each result not installed and each job that failed (a new
+FAILED/ record) is POSTed there as JSON once (see NOTIFY_FORMAT); a
+receiver that is slow or down never holds up nor fails the service.
+
+What becomes of a verified original is ORIGINALS: by default it is moved to
+<library>/.hevc-encoder/trash/<rel> (a rename on the same file system) and
+removed TRASH_DAYS later; delete removes it at once, keep leaves it beside
+its result. An original the trash cannot take (another file system, a full
+disk, the name already there) is kept in place and reported.
+
+With METRICS_ADDR (e.g. :9090) it serves Prometheus metrics on /metrics
+(results by outcome: installed, rejected, collision, refused; bytes
+downloaded, before and after, saved; results queue depth and the age of the
+oldest message received) and /healthz: 200 once the start-up checks passed
+and while AWS accepts its calls, 503 with the reason otherwise.
+
+Subcommands:
+  result-downloader healthcheck       exit 0 if the running service's
+                                      /healthz (METRICS_ADDR) says healthy
   result-downloader process [flags]   upload, then wait for and install the
-                                      results (see process --help)`
+                                      results (see process --help)
+  result-downloader restore <rel>     move a trashed original back and remove
+                                      its result (see restore --help)`
 
 const aboutProcess = `Runs s3-uploader once over the library, then installs results as they
 arrive until TODO/ and DONE/ are empty (or --timeout passes), printing
@@ -76,7 +102,11 @@ and a stall names the queued, running and dead-lettered counts; without it,
 everything in TODO/ counts as queued.
 
 At start the bucket, the queues and the credentials are checked; a wrong
-one ends the run at once with the variable named.`
+one ends the run at once with the variable named.
+
+With NOTIFY_URL, each file that fails and the end of the run (its summary)
+are POSTed there as JSON (see NOTIFY_FORMAT); a receiver that is slow or
+down never fails the run, and delays its end by at most 10 s.`
 
 // crashEnv names a crash point at which the process kills itself with
 // SIGKILL; tests use it to check that a re-run converges. Not for users.
@@ -99,11 +129,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "process" {
 		return processMain(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheckMain(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "restore" {
+		return restoreMain(args[1:], stdout, stderr)
+	}
 	var (
 		store  adapters.Store
 		queues adapters.Queues
 		watch  adapters.Watch
 		cfg    downloader.Config
+		mcfg   metrics.Config
 	)
 	set := config.New("result-downloader", about)
 	set.FlagSet().SetOutput(stderr)
@@ -111,6 +148,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	queues.Bind(set, "", "optional")
 	watch.Bind(set)
 	cfg.Bind(set)
+	var ncfg notify.Config
+	ncfg.Bind(set)
+	mcfg.Bind(set)
 	if err := set.Parse(args); err != nil {
 		return err
 	}
@@ -120,6 +160,16 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	prog := progress.New(stderr, progress.Options{})
 	defer prog.Close()
 	log := prog.NewLogger("result-downloader")
+	var met *runMetrics
+	if !cfg.Once {
+		// Serving from the start: /healthz says "not ready" during the
+		// checks.
+		var err error
+		if met, err = startMetrics(ctx, mcfg.Addr, log); err != nil {
+			return err
+		}
+		defer met.stop()
+	}
 	if err := adapters.Preflight(ctx, adapters.Checks{Store: &store, Queues: &queues, Log: log}); err != nil {
 		return err
 	}
@@ -132,8 +182,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	st = adapters.WatchStore(st, w)
+	ncfg.Source = "result-downloader"
+	notifier := notify.New(ncfg, log)
+	defer closeNotify(ctx, notifier, serviceNotifyGrace)
 	if cfg.Once {
-		d := &downloader.Downloader{Store: st, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook()}
+		d := &downloader.Downloader{Store: st, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook(), Notify: notifier}
 		log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Str("verify_decode", cfg.VerifyDecode).Msg("installing what DONE/ holds, once")
 		sum, err := d.RunOnce(ctx)
 		prog.Close()
@@ -149,10 +202,13 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	q = adapters.WatchQueue(q, w)
+	q = met.observe(ctx, q, log)
 	if q == nil {
 		log.Warn().Dur("interval", cfg.Reconcile).Msg("no RESULTS_QUEUE_URL: results are found only by listing DONE/")
 	}
-	d := &downloader.Downloader{Store: st, Queue: q, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook()}
+	d := &downloader.Downloader{Store: st, Queue: q, Cfg: cfg, Log: log, Progress: prog, Crash: crashHook(), Notify: notifier}
+	met.count(d)
+	met.ready(w)
 	log.Info().Str("library", cfg.Root).Int("concurrency", cfg.Concurrency).Str("verify_decode", cfg.VerifyDecode).Msg("started")
 	err = d.Run(ctx)
 	if werr := w.Err(); werr != nil {
@@ -184,6 +240,9 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	up.BindSelection(set)
 	down.BindModes(set)
 	down.BindVerify(set)
+	var ncfg notify.Config
+	ncfg.Bind(set)
+	down.BindOriginals(set)
 	set.Bool(&skipUpload, "SKIP_UPLOAD", false, "do not upload; only wait for the work already queued and install its results")
 	set.Duration(&timeout, "TIMEOUT", 0, "stop waiting after this long (e.g. 6h); 0 waits until everything is done (saying what is stuck every STALL_AFTER)")
 	set.Duration(&stallAfter, "STALL_AFTER", 5*time.Minute, "when nothing moved for this long, say what is stuck and why (TODO/ count, work queue, dead-letter queue), and again every STALL_AFTER")
@@ -229,11 +288,14 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	work = adapters.WatchQueue(work, w)
+	ncfg.Source = "result-downloader process"
+	notifier := notify.New(ncfg, log)
+	defer closeNotify(ctx, notifier, processNotifyGrace)
 	up.Root, up.Concurrency = root, concurrency
 	down.Root, down.Concurrency, down.Wait = root, concurrency, min(poll, 20*time.Second)
 	o := process.Options{
 		Store: st, Work: work, Poll: poll, Timeout: timeout, StallAfter: stallAfter, Progress: prog, Log: log,
-		Downloader: &downloader.Downloader{Store: st, Queue: results, Cfg: down, Log: log, Progress: prog, Crash: crashHook()},
+		Downloader: &downloader.Downloader{Store: st, Queue: results, Cfg: down, Log: log, Progress: prog, Crash: crashHook(), Notify: notifier},
 	}
 	if !skipUpload {
 		o.Uploader = &upload.Uploader{Store: st, Cfg: up, Log: log.With().Str("step", "upload").Logger(), Progress: prog}
@@ -245,6 +307,9 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	log.Info().Int("installed", rep.Installed).Int("failed", len(rep.Failed)).Int("queued", rep.Queued).
 		Int("processing", rep.Processing).Int("waiting", rep.Waiting).Bool("timed_out", rep.TimedOut).Msg("process finished")
 	rep.Print(stdout)
+	if !rep.DryRun {
+		notifier.Notify(rep.Notification(err))
+	}
 	if werr := w.Err(); werr != nil {
 		return werr
 	}

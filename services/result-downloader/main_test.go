@@ -243,16 +243,39 @@ func temps(t *testing.T, root string) []string {
 }
 
 // checkConverged: exactly the results are in the library, each identical
-// to its DONE/ object; no originals, temps, TODO/ or DONE/ objects.
+// to its DONE/ object, and the originals in the trash (ORIGINALS=trash,
+// the default), each with its record; no originals in place, temps,
+// TODO/ or DONE/ objects.
 func checkConverged(t *testing.T, l *lib, files []file) {
 	t.Helper()
-	var want []string
+	var want, wantTrash []string
 	for _, f := range files {
 		hevc := library.HevcRel(f.rel)
 		want = append(want, hevc)
+		wantTrash = append(wantTrash, f.rel)
 		if got := testutil.SHA(t, l.path(hevc)); got != f.resultSHA {
 			t.Errorf("%s: not the result's bytes", hevc)
 		}
+		trashed := filepath.Join(library.TrashDir(l.root), filepath.FromSlash(f.rel))
+		if got := testutil.SHA(t, trashed); got != f.origSHA {
+			t.Errorf("%s: not the original's bytes", trashed)
+		}
+	}
+	entries, err := library.ListTrash(l.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trash []string
+	for _, e := range entries {
+		if e.Record == nil {
+			t.Errorf("%s in the trash without its record", e.Rel)
+		}
+		trash = append(trash, e.Rel)
+	}
+	sort.Strings(trash)
+	sort.Strings(wantTrash)
+	if strings.Join(trash, "\n") != strings.Join(wantTrash, "\n") {
+		t.Errorf("trash holds %v, want the originals %v", trash, wantTrash)
 	}
 	sort.Strings(want)
 	got := testutil.Files(t, l.root)
@@ -306,7 +329,7 @@ func processBinary(t *testing.T, l *lib) {
 	var files []file
 	for _, rel := range []string{"x/one.mp4", "x/two + two é.mp4"} {
 		testutil.Clip(t, l.path(rel), clip2s)
-		files = append(files, file{rel: rel})
+		files = append(files, file{rel: rel, origSHA: testutil.SHA(t, l.path(rel))})
 	}
 	cmd := exec.Command(bin, "process", "--poll-interval", "200ms", "--timeout", "2m")
 	cmd.Env = l.env()

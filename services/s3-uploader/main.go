@@ -34,7 +34,9 @@ const about = `Walks the library once and uploads every H.264 .mp4 to TODO/<rel>
 (with its size, mtime and SHA-256), skipping: results (*-hevc.mp4, and
 *-hevc-MP4.mp4 for originals spelled .MP4); files beside their result name
 (reported: an HEVC copy of the same duration, both kept, or a stranger with
-that name); files that are already HEVC; files whose TODO/ object, DONE/ result
+that name); files that are already HEVC; files whose video bit rate is below
+MIN_BITRATE (HEVC would save little or nothing: logged with both rates and
+counted in the summary); files whose TODO/ object, DONE/ result
 or FAILED/ record was made from the same bytes; files modified within
 MIN_AGE; excluded names. Prints a summary; exits 1 if any upload failed.
 On a terminal each upload shows a progress bar. At start the bucket and the

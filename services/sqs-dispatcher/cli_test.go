@@ -217,7 +217,8 @@ func TestStatus(t *testing.T) {
 	sendEvents(t, env, work.DeadLetterURL(), st.Bucket(), "TODO/dead.mp4", "TODO/dead2.mp4")
 	sendEvents(t, env, results.Name(), st.Bucket(), "DONE/x-hevc.mp4")
 	srv := fakeTasks(t, st.Bucket(), "TODO/a.mp4", "TODO/b.mp4")
-	m := vars(env, st.Bucket(), work.Name(), srv, map[string]string{"RESULTS_QUEUE_URL": results.Name(), "MAX_TASKS": "4"})
+	lib := statusLibrary(t)
+	m := vars(env, st.Bucket(), work.Name(), srv, map[string]string{"RESULTS_QUEUE_URL": results.Name(), "MAX_TASKS": "4", "LIBRARY_ROOT": lib})
 
 	out, err := command(t, m, "status")
 	if err != nil {
@@ -228,6 +229,7 @@ func TestStatus(t *testing.T) {
 		"work     2        1          2            0",
 		"results  1        0          0            0",
 		"RUNNING TASKS 2 (MAX_TASKS 4)", "TODO/a.mp4", "TODO/b.mp4", "FARGATE_SPOT",
+		"LIBRARY " + lib, "FAILURES BY REASON", "TRASH 1 file(s)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status table lacks %q:\n%s", want, out)
@@ -258,6 +260,7 @@ func TestStatus(t *testing.T) {
 	if bad := nonSnakeKeys(doc, ""); len(bad) > 0 {
 		t.Errorf("status --json keys not snake_case: %v\n%s", bad, out)
 	}
+	checkLibraryStatus(t, s.Library, lib) // the library's section, keys checked above
 	if !strings.Contains(out, `"dead_letter": {`) || !strings.Contains(out, `"in_flight": 0`) {
 		t.Errorf("status --json lacks the dead-letter depths:\n%s", out)
 	}

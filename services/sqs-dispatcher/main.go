@@ -22,10 +22,12 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/adapters"
 	"github.com/hevc-encoder/hevc-encoder/pkg/awserr"
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
+	"github.com/hevc-encoder/hevc-encoder/pkg/cost"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
 	ecslaunch "github.com/hevc-encoder/hevc-encoder/pkg/launch/ecs"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch/local"
 	"github.com/hevc-encoder/hevc-encoder/pkg/logging"
+	"github.com/hevc-encoder/hevc-encoder/pkg/metrics"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 	"github.com/hevc-encoder/hevc-encoder/services/sqs-dispatcher/dispatcher"
@@ -34,7 +36,8 @@ import (
 const commands = `Commands:
   sqs-dispatcher [run] [flags]       dispatch work-queue events until signalled
   sqs-dispatcher trigger [flags]     re-queue every TODO/ object without a running task or a result
-  sqs-dispatcher status [flags]      objects, queue depths and running tasks
+  sqs-dispatcher status [flags]      objects, queue depths and running tasks (LIBRARY_ROOT: the library's history and trash)
+  sqs-dispatcher healthcheck         exit 0 if the running dispatcher's /healthz (METRICS_ADDR) says healthy
   sqs-dispatcher <command> --help    the command's flags and variables`
 
 var usages = map[string]string{
@@ -63,6 +66,19 @@ Calls refused later for configuration reasons are logged at error level and,
 once they have lasted AUTH_FAIL_AFTER without a success, end the service
 (status 1).
 
+With BUDGET_USD, launching stops once this calendar month's (UTC) estimated
+AWS cost reaches it: the sum of the processors' COSTS/ records (vCPU- and
+GB-seconds at FARGATE_SPOT_*_HOUR, result bytes at S3_TRANSFER_OUT_GB),
+summed at most once a minute. Nothing is received meanwhile (messages stay
+in the queue, untouched); the log says so once. Launching resumes when the
+month changes, or after a restart with a higher BUDGET_USD.
+
+With METRICS_ADDR (e.g. :9090) it serves Prometheus metrics on /metrics
+(messages by outcome, jobs launched, launch failures, processors ended by
+result and reason, queue depth and the age of the oldest message received)
+and /healthz: 200 once the start-up checks passed, while the dispatch loop
+goes round and AWS accepts its calls; 503 with the reason otherwise.
+
 ` + commands,
 	"trigger": `Re-queues work: lists TODO/ (paginated) and sends an S3-event message, in
 batches of 10, for every key that has no running task (LAUNCHER=ecs) and no
@@ -78,6 +94,17 @@ result in DONE/.
 depth (visible and in flight) with their dead-letter queues, and the running
 tasks (LAUNCHER=ecs, when ECS_CLUSTER and ECS_TASK_DEFINITION are set; no
 other launcher setting is needed).
+
+It also shows this month's estimated AWS cost (UTC month; the COSTS/ records
+at the configured prices: Fargate Spot vCPU and memory, S3 transfer out of
+the results) and, with BUDGET_USD, the budget and whether it is reached.
+
+With LIBRARY_ROOT (the library result-downloader installs into) it adds the
+library's history (<library>/.hevc-encoder/history.jsonl): files converted,
+bytes saved and the ratio, no-gain files, failures grouped by reason, the
+slowest and the largest jobs, over all time and over the last 7 days; and the
+trash's size with how to restore an original. With LIBRARY_ROOT and no
+S3_BUCKET it shows the library alone and needs no AWS settings at all.
 
   --json      print the status as JSON instead of tables
 
@@ -120,18 +147,43 @@ type options struct {
 	dryRun   bool
 	redrive  bool
 	asJSON   bool
+	libRoot  string // status: LIBRARY_ROOT
+	metrics  metrics.Config
+	budget   cost.BudgetConfig // run and status: BUDGET_USD and prices
 }
 
 func (o *options) bind(set *config.Set, cmd string) {
+	// status may show a library alone: the bucket and work queue are then
+	// optional (checked below).
+	o.store.Optional = cmd == "status"
 	o.store.Bind(set)
-	results := ""
+	work, results := "required", ""
 	if cmd == "status" {
-		results = "optional"
+		work, results = "optional", "optional"
+		set.String(&o.libRoot, "LIBRARY_ROOT", "", "library root: adds its history (converted, saved, failures by reason, slowest and largest jobs; all time and last 7 days) and its trash; without S3_BUCKET, the library alone")
+		set.Check(func() error {
+			switch {
+			case !o.store.Configured() && o.libRoot == "":
+				return fmt.Errorf("S3_BUCKET is required (or LIBRARY_ROOT alone, for the library's history and trash)")
+			case o.store.Configured() && o.queues.Work == "":
+				return fmt.Errorf("WORK_QUEUE_URL is required")
+			}
+			if o.libRoot != "" {
+				if fi, err := os.Stat(o.libRoot); err != nil || !fi.IsDir() {
+					return fmt.Errorf("LIBRARY_ROOT: %s is not a directory", o.libRoot)
+				}
+			}
+			return nil
+		})
 	}
-	o.queues.Bind(set, "required", results)
+	o.queues.Bind(set, work, results)
 	if cmd == "run" {
 		o.cfg.Bind(set)
 		o.watch.Bind(set)
+		o.metrics.Bind(set)
+	}
+	if cmd == "run" || cmd == "status" {
+		o.budget.Bind(set)
 	}
 	set.String(&o.launcher, "LAUNCHER", "ecs", "how processors start: ecs (one ECS task per file) or exec (hevc-processor as a local child process; alias local)")
 	set.String(&o.procBin, "PROCESSOR_BIN", "hevc-processor", "processor binary for LAUNCHER=exec")
@@ -201,6 +253,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		switch args[0] {
 		case "run", "trigger", "status":
 			cmd, args = args[0], args[1:]
+		case "healthcheck":
+			return healthcheck(ctx, args[1:], getenv, stdout)
 		case "help":
 			fmt.Fprintln(stdout, commands)
 			return config.ErrHelp
@@ -224,7 +278,18 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	if len(set.Args()) > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", set.Args())}
 	}
+	if cmd == "status" && !o.store.Configured() {
+		return libraryStatus(o, stdout) // no AWS settings: nothing to check or open
+	}
 	log := logging.New("sqs-dispatcher")
+	// Serving from the start: /healthz says "not ready" during the checks.
+	mctx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	met, err := startMetrics(mctx, o.metrics.Addr, log)
+	if err != nil {
+		return err
+	}
+	defer met.stop(stopMetrics)
 	// Before anything is received: a wrong bucket or queue must not get as
 	// far as judging (and deleting) work messages.
 	checks := adapters.Checks{Store: &o.store, Queues: &o.queues, Log: log}
@@ -242,6 +307,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		// an exit after AUTH_FAIL_AFTER instead of retrying forever.
 		w, ctx = awserr.NewWatchdog(ctx, o.watch.FailAfter, log)
 		defer w.Stop()
+		met.watch(w)
 	}
 	st, err := o.store.Open(ctx)
 	if err != nil {
@@ -270,6 +336,9 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	case o.launcher == "ecs":
 		o.ecs.Region, o.ecs.Log = o.store.Region, log
+		if md := met.dispatcher(); md != nil {
+			o.ecs.OnStopped = func(s ecslaunch.Stopped) { md.TaskStopped(s.ExitCode, s.StopCode) }
+		}
 		el, err := ecslaunch.New(ctx, o.ecs)
 		if err != nil {
 			return err
@@ -277,6 +346,9 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		l = el
 	case cmd == "run":
 		ll := local.New(ctx, execProcessor(o.procBin), o.maxTasks, func(j launch.Job, err error) {
+			if ctx.Err() == nil {
+				met.dispatcher().ExecEnded(err)
+			}
 			if err != nil {
 				log.Warn().Str("key", j.Key).Err(err).Msg("processor exited with an error")
 			}
@@ -301,6 +373,14 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return err
 		}
+		if s.Cost, err = dispatcher.CollectCost(ctx, st, o.budget, s.Time); err != nil {
+			return err
+		}
+		if o.libRoot != "" {
+			if s.Library, err = dispatcher.CollectLibrary(o.libRoot, s.Time); err != nil {
+				return err
+			}
+		}
 		if o.asJSON {
 			return s.WriteJSON(stdout)
 		}
@@ -309,7 +389,19 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	if o.launcher == "ecs" {
 		l = adapters.WatchLauncher(l, w, "ECS cluster "+o.ecs.Cluster)
 	}
+	l = met.dispatcher().ObserveLauncher(l, met.heartbeat(), launchReason)
+	go met.queues().Poll(mctx, q, "work", metrics.DepthInterval, log)
+	q = met.queues().Observe(q, "work", met.heartbeat())
 	d := &dispatcher.Dispatcher{Store: st, Queue: q, Launcher: l, Cfg: o.cfg, Log: log}
+	if o.budget.USD > 0 {
+		// A raised BUDGET_USD takes effect at a restart; a new month at once.
+		d.Budget = &dispatcher.Budget{Budget: cost.Budget{Cfg: o.budget, Store: st}}
+	}
+	if md := met.dispatcher(); md != nil {
+		d.OnOutcome = func(out dispatcher.Outcome) { md.Outcome(string(out)) }
+		d.OnLoop = met.heartbeat().Beat
+	}
+	met.ready()
 	log.Info().Str("launcher", o.launcher).Int("max_tasks", o.maxTasks).Str("queue", q.Name()).Msg("dispatching")
 	err = d.Run(ctx)
 	if wait != nil {
@@ -377,4 +469,19 @@ func execProcessor(bin string) local.RunFunc {
 		}
 		return nil
 	}
+}
+
+// libraryStatus is status with LIBRARY_ROOT and no bucket: the library's
+// history and trash alone.
+func libraryStatus(o options, stdout io.Writer) error {
+	now := time.Now().UTC()
+	ls, err := dispatcher.CollectLibrary(o.libRoot, now)
+	if err != nil {
+		return err
+	}
+	s := dispatcher.Status{Library: ls, Time: now}
+	if o.asJSON {
+		return s.WriteJSON(stdout)
+	}
+	return s.WriteTable(stdout)
 }

@@ -154,8 +154,22 @@ run "defaults_are_safe" {
       "expire-todo"                        = 7
       "expire-done"                        = 14
       "expire-failed"                      = 30
+      "expire-costs"                       = 400
     }
-    error_message = "Lifecycle defaults must be: abort multipart after 1 day, TODO/ 7, DONE/ 14, FAILED/ 30 days."
+    error_message = "Lifecycle defaults must be: abort multipart after 1 day, TODO/ 7, DONE/ 14, FAILED/ 30, COSTS/ 400 days."
+  }
+
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.processor.container_definitions)[0].environment : e.name => e.value
+      if startswith(e.name, "TASK_")
+    } == { TASK_VCPU = "4", TASK_MEMORY_GIB = "8" }
+    error_message = "The processor's environment must carry the task size (4 vCPU, 8 GiB by default) for its cost records."
+  }
+
+  assert {
+    condition     = output.dispatcher_env.BUDGET_USD == "0" && !contains(keys(output.dispatcher_env), "FARGATE_SPOT_VCPU_HOUR")
+    error_message = "No budget by default, and the dispatcher's own dated prices."
   }
 
   assert {
@@ -282,9 +296,10 @@ run "defaults_are_safe" {
       TellMissingFromDenied   = "arn:aws:s3:::my-hevc-bucket"
       ReadAndRemoveWork       = "arn:aws:s3:::my-hevc-bucket/TODO/*"
       WriteResultsAndFailures = ["arn:aws:s3:::my-hevc-bucket/DONE/*", "arn:aws:s3:::my-hevc-bucket/FAILED/*"]
+      WriteCostRecords        = "arn:aws:s3:::my-hevc-bucket/COSTS/*"
       HeartbeatAndAckWork     = "arn:aws:sqs:eu-central-1:123456789012:hevc-encoder-work"
     }
-    error_message = "The processor may only read/delete TODO/*, write DONE/* and FAILED/*, and touch the work queue."
+    error_message = "The processor may only read/delete TODO/*, write DONE/*, FAILED/* and COSTS/*, and touch the work queue."
   }
 
   # No Allow statement of a service identity uses Resource "*", except for
@@ -376,12 +391,12 @@ run "defaults_are_safe" {
   assert {
     condition = alltrue([
       for s in jsondecode(aws_iam_user_policy.service["trigger"].policy).Statement : alltrue([
-        for a in flatten([s.Action]) : !contains(["s3:PutObject", "s3:DeleteObject", "ecs:RunTask", "iam:PassRole"], a) && !(a == "s3:GetObject" && flatten([s.Resource]) != ["arn:aws:s3:::my-hevc-bucket/FAILED/*"])
+        for a in flatten([s.Action]) : !contains(["s3:PutObject", "s3:DeleteObject", "ecs:RunTask", "iam:PassRole"], a) && !(a == "s3:GetObject" && !contains([["arn:aws:s3:::my-hevc-bucket/FAILED/*"], ["arn:aws:s3:::my-hevc-bucket/COSTS/*"]], flatten([s.Resource])))
       ])
       ]) && contains(flatten([
         for s in jsondecode(aws_iam_user_policy.service["trigger"].policy).Statement : flatten([s.Action]) if flatten([s.Resource]) == ["arn:aws:sqs:eu-central-1:123456789012:hevc-encoder-work"]
     ]), "sqs:SendMessage")
-    error_message = "trigger may send to the work queue and read FAILED/*, but write or delete no object and start no task."
+    error_message = "trigger may send to the work queue and read FAILED/* and COSTS/* (status), but write or delete no object and start no task."
   }
 
   assert {
@@ -489,4 +504,24 @@ run "rejects_bad_bucket_name" {
   }
 
   expect_failures = [var.bucket_name]
+}
+
+run "budget_and_prices_reach_the_dispatcher" {
+  command = apply
+
+  variables {
+    monthly_budget_usd     = 25
+    fargate_spot_vcpu_hour = 0.0101
+  }
+
+  assert {
+    condition = {
+      for k, v in output.dispatcher_env : k => v
+      if k == "BUDGET_USD" || startswith(k, "FARGATE_SPOT_") || k == "S3_TRANSFER_OUT_GB"
+      } == {
+      BUDGET_USD             = "25"
+      FARGATE_SPOT_VCPU_HOUR = "0.0101"
+    }
+    error_message = "monthly_budget_usd and the prices that are set must reach the dispatcher's environment."
+  }
 }

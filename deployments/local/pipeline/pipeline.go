@@ -17,9 +17,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/history"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
 	launchlocal "github.com/hevc-encoder/hevc-encoder/pkg/launch/local"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
+	"github.com/hevc-encoder/hevc-encoder/pkg/notify"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 	queuelocal "github.com/hevc-encoder/hevc-encoder/pkg/queue/local"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
@@ -37,15 +39,26 @@ type Options struct {
 	Processor processor.Config
 	Jobs      int           // processors at once; <= 0: cores / X265_THREADS
 	MinAge    time.Duration // uploader's MIN_AGE
+	// MinBitrate is the uploader's MIN_BITRATE (zero: off).
+	MinBitrate upload.MinBitrate
+	// Originals and TrashDays are the downloader's ORIGINALS and
+	// TRASH_DAYS ("" and 0: trash, 30 days).
+	Originals string
+	TrashDays int
 	// Visibility and MaxReceives are the work queue's SQS settings: a job
 	// that fails transiently MaxReceives times is dead-lettered.
 	Visibility  time.Duration
 	MaxReceives int
 	// Logger returns the logger of a service (its "service" field set).
 	Logger func(service string) zerolog.Logger
+	// Notify, if set, is told of each file that failed and, at the end,
+	// of the run (notify.go); nil: no notifications.
+	Notify *notify.Notifier
 }
 
-// Summary is what a run did.
+// Summary is what a run did: counted from the library's history (the
+// lines this run wrote), plus what never reaches the history (upload
+// skips and errors, dead-lettered jobs, work left in TODO/).
 type Summary struct {
 	Converted   int
 	Skipped     map[string]int
@@ -54,6 +67,10 @@ type Summary struct {
 	BytesAfter  int64
 	Wall        time.Duration
 	Interrupted bool
+	// Total is the library's whole history (every run, every service),
+	// HistoryErr why it could not be read.
+	Total      history.Totals
+	HistoryErr error
 }
 
 func (o Options) withDefaults() Options {
@@ -124,7 +141,7 @@ func RunOn(ctx context.Context, o Options, b Backend) (Summary, error) {
 	}
 
 	up := &upload.Uploader{Store: store, Log: o.Logger("s3-uploader"), Cfg: upload.Config{
-		Root: o.Library, Include: "*.mp4", MinAge: o.MinAge, Concurrency: 2,
+		Root: o.Library, Include: "*.mp4", MinAge: o.MinAge, Concurrency: 2, MinBitrate: o.MinBitrate,
 	}}
 	upSum, upErr := up.Run(ctx)
 	for r, n := range upSum.Skipped {
@@ -141,37 +158,35 @@ func RunOn(ctx context.Context, o Options, b Backend) (Summary, error) {
 		res, err := proc.Process(ctx, j)
 		mu.Lock()
 		defer mu.Unlock()
-		switch {
-		case err != nil:
-		case res.Outcome == processor.Failed:
-			sum.Failed = append(sum.Failed, j.Key+": "+res.Reason)
-		case res.Outcome == processor.NoGain, res.Outcome == processor.AlreadyHEVC:
+		// Failed and no-gain jobs leave FAILED/ records, which reach the
+		// history through the downloader (RecordFailures).
+		if err == nil && res.Outcome == processor.AlreadyHEVC {
 			sum.Skipped[string(res.Outcome)]++
 		}
 		return err
 	}, jobs, nil)
 	disp := &dispatcher.Dispatcher{Store: store, Queue: work, Launcher: launcher, Log: o.Logger("sqs-dispatcher"),
 		Cfg: dispatcher.Config{Wait: time.Second, StartGrace: o.Visibility, Busy: 200 * time.Millisecond}}
-	stuck := map[string]bool{} // DONE/ keys that cannot be installed
-	down := &downloader.Downloader{Store: store, Queue: results, Log: o.Logger("result-downloader"),
-		Cfg: downloader.Config{Root: o.Library, DirMode: 0o755, Reconcile: time.Hour, Wait: time.Second},
+	stuck := map[string]string{} // DONE/ keys that cannot be installed → why
+	hist := history.Open(o.Library, 0o755)
+	hist.Run = fmt.Sprintf("local-%d", start.UnixNano())
+	down := &downloader.Downloader{Store: store, Queue: results, Log: o.Logger("result-downloader"), History: hist,
+		Cfg: downloader.Config{Root: o.Library, DirMode: 0o755, Reconcile: time.Hour, Wait: time.Second,
+			Originals: o.Originals, TrashDays: o.TrashDays},
 		OnResult: func(r downloader.Result) {
 			mu.Lock()
 			defer mu.Unlock()
+			// Counted from the history at the end; stuck results are
+			// also reported when the history has them from an earlier run.
 			switch r.Outcome {
 			case downloader.Installed:
-				sum.Converted++
-				sum.BytesBefore += r.Before
-				sum.BytesAfter += r.After
 				delete(stuck, r.Key)
 			case downloader.Collision, downloader.Rejected, downloader.Refused:
-				if !stuck[r.Key] {
-					sum.Failed = append(sum.Failed, fmt.Sprintf("%s: not installed (%s), see the log", r.Key, r.Outcome))
-				}
-				stuck[r.Key] = true
+				stuck[r.Key] = fmt.Sprintf("not installed (%s): %s", r.Outcome, r.Reason)
 			}
 		}}
 
+	down.Notify = o.Notify // file_failed: each result not installed, each job failed
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); disp.Run(runCtx) }()
@@ -180,11 +195,18 @@ func RunOn(ctx context.Context, o Options, b Backend) (Summary, error) {
 	err := waitIdle(runCtx, store, launcher, []queue.Queue{work, results}, func(k string) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return stuck[k]
+		_, ok := stuck[k]
+		return ok
 	})
 	stop()
 	wg.Wait()
 	launcher.Wait()
+	// The downloader reconciles (and reads FAILED/) only at its start here:
+	// the jobs that failed or gained nothing in this run go in now.
+	if _, herr := down.RecordFailures(context.WithoutCancel(ctx)); herr != nil {
+		log.Warn().Err(herr).Msg("history: FAILED/ records not all recorded")
+	}
+	sum.fromHistory(hist, start, stuck)
 
 	// Jobs that kept failing ended in the dead-letter queue; their TODO/
 	// objects stay for `trigger` after the cause is fixed.
@@ -203,6 +225,7 @@ func RunOn(ctx context.Context, o Options, b Backend) (Summary, error) {
 		})
 	}
 	sum.Wall = time.Since(start)
+	o.Notify.Notify(sum.notification(ctx.Err() != nil)) // notify.go
 	if ctx.Err() != nil {
 		sum.Interrupted = true
 		return sum, ctx.Err()
@@ -303,6 +326,7 @@ func (s Summary) Print(w io.Writer) {
 	if s.Interrupted {
 		fmt.Fprintln(w, "interrupted: run again to finish the remaining work")
 	}
+	s.printTotal(w)
 }
 
 func human(n int64) string {

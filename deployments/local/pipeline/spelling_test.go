@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media/mediatest"
 )
 
@@ -58,6 +59,10 @@ func TestSpellingsInOneFolder(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(root, filepath.FromSlash(rel))); !os.IsNotExist(err) {
 			t.Errorf("%s still present (%v)", rel, err)
 		}
+		// ORIGINALS=trash, the default: each original in the trash.
+		if d := probe(t, filepath.Join(library.TrashDir(root), filepath.FromSlash(rel))).Duration; math.Abs(d-origs[rel]) > 0.01 {
+			t.Errorf("%s in the trash lasts %.2f s, the original %.2f s", rel, d, origs[rel])
+		}
 		info := probe(t, filepath.Join(root, filepath.FromSlash(result)))
 		if d := math.Abs(info.Duration - origs[rel]); d > 0.5 {
 			t.Errorf("%s lasts %.2f s, its original %s %.2f s: made from the other spelling?", result, info.Duration, rel, origs[rel])
@@ -73,8 +78,9 @@ func TestSpellingsInOneFolder(t *testing.T) {
 	}
 	checkNoTemps(t, root)
 
-	// The downloader's log: each original removed after the install of
-	// the result named for it, under that result's key.
+	// The downloader's log: each original removed (moved to the trash, by
+	// default) after the install of the result named for it, under that
+	// result's key.
 	installed := map[string]int{}
 	removed := map[string]int{}
 	sc := bufio.NewScanner(bytes.NewReader(logs.b.Bytes()))
@@ -89,7 +95,7 @@ func TestSpellingsInOneFolder(t *testing.T) {
 		switch l.Message {
 		case "installed":
 			installed[l.Key] = line + 1
-		case "original removed":
+		case "original removed", "original moved to the trash":
 			if prev, ok := removed[l.Original]; ok {
 				t.Errorf("%s removed twice (lines %d and %d)", l.Original, prev, line+1)
 			}

@@ -129,6 +129,20 @@ type Config struct {
 	// HTTPClient replaces the SDK's HTTP client (tests).
 	HTTPClient aws.HTTPClient
 	Log        zerolog.Logger
+	// OnStopped, if set, is told of each task of known key that stopped
+	// (seen by the listing behind InFlight), for metrics: stopped tasks are
+	// then described once more to read their exit code.
+	OnStopped func(Stopped)
+}
+
+// Stopped is a task that ended.
+type Stopped struct {
+	Key, ARN string
+	// ExitCode is the processor container's; nil when ECS did not say
+	// (the task never started, or ECS no longer describes it).
+	ExitCode *int32
+	// StopCode and StoppedReason are the task's (e.g. SpotInterruption).
+	StopCode, StoppedReason string
 }
 
 // Launcher runs jobs as ECS tasks.
@@ -151,6 +165,9 @@ type known struct {
 	key    string
 	at     time.Time // launched or first described
 	listed bool      // seen in ListTasks (until then it is pending)
+	// stopping: described with desired status STOPPED before its
+	// container stopped; described again until it has (OnStopped).
+	stopping bool
 }
 
 var _ launch.Launcher = (*Launcher)(nil)
@@ -589,13 +606,19 @@ func (l *Launcher) tasks(ctx context.Context, full bool) ([]Task, error) {
 		if isListed[a] {
 			continue
 		}
-		if k.listed {
+		if k.listed && l.cfg.OnStopped == nil {
 			delete(l.known, a) // listed before, not now: stopped
 			continue
 		}
 		describe = append(describe, a)
 	}
 	l.mu.Unlock()
+	var stopped []Stopped
+	defer func() {
+		for _, st := range stopped {
+			l.cfg.OnStopped(st)
+		}
+	}()
 
 	seen := map[string]bool{}
 	for start := 0; start < len(describe); start += pageSize {
@@ -609,6 +632,13 @@ func (l *Launcher) tasks(ctx context.Context, full bool) ([]Task, error) {
 			arn := aws.ToString(t.TaskArn)
 			seen[arn] = true
 			if aws.ToString(t.DesiredStatus) == "STOPPED" || aws.ToString(t.LastStatus) == "STOPPED" {
+				if k, ok := l.known[arn]; ok && l.cfg.OnStopped != nil {
+					if aws.ToString(t.LastStatus) != "STOPPED" {
+						k.stopping = true // its exit code comes later
+						continue
+					}
+					stopped = append(stopped, l.stoppedTask(k.key, t))
+				}
 				delete(l.known, arn)
 				continue
 			}
@@ -637,7 +667,11 @@ func (l *Launcher) tasks(ctx context.Context, full bool) ([]Task, error) {
 		if isListed[a] || seen[a] {
 			continue
 		}
-		if now.Sub(k.at) > l.cfg.PendingTTL {
+		if k.listed || k.stopping || now.Sub(k.at) > l.cfg.PendingTTL {
+			// Gone from ECS's answers (it forgets stopped tasks).
+			if l.cfg.OnStopped != nil {
+				stopped = append(stopped, Stopped{Key: k.key, ARN: a})
+			}
 			delete(l.known, a)
 			continue
 		}
@@ -645,6 +679,18 @@ func (l *Launcher) tasks(ctx context.Context, full bool) ([]Task, error) {
 	}
 	l.mu.Unlock()
 	return tasks, nil
+}
+
+// stoppedTask describes the end of task t of key.
+func (l *Launcher) stoppedTask(key string, t types.Task) Stopped {
+	st := Stopped{Key: key, ARN: aws.ToString(t.TaskArn), StopCode: string(t.StopCode), StoppedReason: aws.ToString(t.StoppedReason)}
+	for _, c := range t.Containers {
+		if aws.ToString(c.Name) == l.cfg.Container && c.ExitCode != nil {
+			v := *c.ExitCode
+			st.ExitCode = &v
+		}
+	}
+	return st
 }
 
 // keyOf reads the job's key from the task's container overrides.

@@ -59,6 +59,21 @@ type Track struct {
 	// ObjectType is the MPEG-4 objectTypeIndication of an mp4a entry's esds
 	// (0x40 AAC, 0x6B MP3, …); 0 when absent.
 	ObjectType byte
+	// SampleBytes is the sum of the track's sample sizes (stbl/stsz): its
+	// media data, from which a bit rate follows; 0 when the track has no
+	// stsz (stz2, or a table too large to read here).
+	SampleBytes int64
+}
+
+// BitRate is the track's average bit rate in bits per second (SampleBytes
+// over its media duration, as ffprobe computes a stream's bit_rate); 0 when
+// either is unknown.
+func (t Track) BitRate() int64 {
+	s := t.Seconds()
+	if t.SampleBytes <= 0 || s <= 0 {
+		return 0
+	}
+	return int64(float64(t.SampleBytes*8) / s)
 }
 
 // Seconds is the track's media duration in seconds.
@@ -352,10 +367,13 @@ func readMdia(r io.ReaderAt, mdia header, t *Track) error {
 					return nil
 				}
 				return children(r, h, 0, func(h header) error {
-					if h.typ != "stsd" {
-						return nil
+					switch h.typ {
+					case "stsd":
+						return readStsd(r, h, t)
+					case "stsz":
+						t.SampleBytes = readStsz(r, h)
 					}
-					return readStsd(r, h, t)
+					return nil
 				})
 			})
 		}
@@ -365,6 +383,37 @@ func readMdia(r io.ReaderAt, mdia header, t *Track) error {
 		err = fmt.Errorf("%w: track %d without mdhd or hdlr", ErrUnsupported, t.ID)
 	}
 	return err
+}
+
+// maxStszTable bounds the sample size table read for SampleBytes: 4 MiB is
+// a million samples (over 4 hours of 60 fps video).
+const maxStszTable = 4 << 20
+
+// readStsz sums the sample sizes of an stsz box; 0 when it cannot tell
+// (the bit rate is then unknown, which is not an error: nothing else
+// depends on it).
+func readStsz(r io.ReaderAt, h header) int64 {
+	b, err := readBody(r, h, 12)
+	if err != nil || len(b) < 12 {
+		return 0
+	}
+	// version/flags, sample_size (the same for all when not 0), sample_count
+	size, count := int64(binary.BigEndian.Uint32(b[4:8])), int64(binary.BigEndian.Uint32(b[8:12]))
+	if size != 0 {
+		return size * count
+	}
+	if _, n := h.body(); count*4 > maxStszTable || n < 12+count*4 {
+		return 0
+	}
+	t, err := readBody(r, h, 12+count*4)
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for i := int64(12); i+4 <= int64(len(t)); i += 4 {
+		sum += int64(binary.BigEndian.Uint32(t[i : i+4]))
+	}
+	return sum
 }
 
 // readStsd reads the first sample entry.

@@ -18,6 +18,7 @@ type msg struct {
 	id, body, receipt string
 	receives          int
 	visibleAt         time.Time
+	sent              time.Time
 }
 
 // Queue is an in-memory queue. Its zero value is not usable; use New.
@@ -59,7 +60,7 @@ func (q *Queue) Send(_ context.Context, bodies ...string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, b := range bodies {
-		q.msgs = append(q.msgs, &msg{id: q.name + "-" + strconv.FormatInt(q.counter.Add(1), 10), body: b})
+		q.msgs = append(q.msgs, &msg{id: q.name + "-" + strconv.FormatInt(q.counter.Add(1), 10), body: b, sent: q.now()})
 	}
 	q.signal()
 	return nil
@@ -113,7 +114,7 @@ func (q *Queue) take(max int) ([]queue.Message, time.Time) {
 			m.receives++
 			m.receipt = m.id + "#" + strconv.FormatInt(q.counter.Add(1), 10)
 			m.visibleAt = now.Add(q.visibility)
-			out = append(out, queue.Message{ID: m.id, Body: m.body, Receipt: m.receipt, ReceiveCount: m.receives})
+			out = append(out, queue.Message{ID: m.id, Body: m.body, Receipt: m.receipt, ReceiveCount: m.receives, Sent: m.sent})
 		}
 		if m.visibleAt.After(now) && (next.IsZero() || m.visibleAt.Before(next)) {
 			next = m.visibleAt

@@ -38,6 +38,7 @@ func Run(t *testing.T, newQueue NewFunc) {
 		for i := 0; i < 25; i++ {
 			bodies = append(bodies, fmt.Sprintf("m%02d", i))
 		}
+		sent := time.Now()
 		if err := q.Send(ctx, bodies...); err != nil {
 			t.Fatal(err)
 		}
@@ -49,6 +50,12 @@ func Run(t *testing.T, newQueue NewFunc) {
 		for _, m := range ms {
 			if seen[m.Body] || m.ReceiveCount != 1 {
 				t.Fatalf("duplicate or re-received %+v", m)
+			}
+			// Sent (SQS's SentTimestamp, in milliseconds) is when it was
+			// sent: the metrics' age of the oldest message. Bounds of a
+			// minute either way: a sanity check, not a timing one.
+			if m.Sent.Before(sent.Add(-time.Minute)) || m.Sent.After(time.Now().Add(time.Minute)) {
+				t.Fatalf("message %s: sent at %v, sent from here at %v", m.Body, m.Sent, sent)
 			}
 			seen[m.Body] = true
 			if err := q.Delete(ctx, m.Receipt); err != nil {

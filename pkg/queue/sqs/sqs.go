@@ -238,11 +238,11 @@ func receive(ctx context.Context, client *sqs.Client, url string, n int, wait, v
 		QueueUrl:                    &url,
 		MaxNumberOfMessages:         int32(n),
 		WaitTimeSeconds:             int32(math.Ceil(wait.Seconds())),
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 		// The deprecated spelling too: SQS accepts both, and some local
 		// servers (local-aws-sqs) read only this one.
 		//lint:ignore SA1019 kept on purpose for servers that read only the old name
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount)},
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount), types.QueueAttributeName(types.MessageSystemAttributeNameSentTimestamp)},
 	}
 	if visibility > 0 {
 		in.VisibilityTimeout = seconds(visibility)
@@ -254,11 +254,16 @@ func receive(ctx context.Context, client *sqs.Client, url string, n int, wait, v
 	msgs := make([]queue.Message, 0, len(out.Messages))
 	for _, m := range out.Messages {
 		n, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		var sent time.Time
+		if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil && ms > 0 {
+			sent = time.UnixMilli(ms) // epoch milliseconds
+		}
 		msgs = append(msgs, queue.Message{
 			ID:           aws.ToString(m.MessageId),
 			Body:         aws.ToString(m.Body),
 			Receipt:      aws.ToString(m.ReceiptHandle),
 			ReceiveCount: n,
+			Sent:         sent,
 		})
 	}
 	return msgs, nil

@@ -22,6 +22,7 @@ func (c *Config) Bind(s *config.Set) {
 	s.Duration(&c.Heartbeat, "HEARTBEAT_INTERVAL", time.Minute, "how often the work message's visibility is extended while encoding")
 	s.Duration(&c.Visibility, "VISIBILITY_TIMEOUT", 5*time.Minute, "visibility set by each heartbeat; must exceed HEARTBEAT_INTERVAL")
 	s.String(&c.WorkDir, "WORK_DIR", "", "scratch directory for input and output (default: the OS temp dir)")
+	c.Task.Bind(s)
 	s.Bool(&c.StreamInput, "STREAM_INPUT", true, "let ffmpeg stream the input from S3, encoding while it arrives, through a loopback proxy (presigned URLs of 5 minutes, never in process arguments, every read pinned to the object's ETag); false: download it first")
 	s.Check(func() error {
 		st, err := media.Preset(quality)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/cost"
 	"github.com/hevc-encoder/hevc-encoder/pkg/launch"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
 	"github.com/hevc-encoder/hevc-encoder/pkg/media"
@@ -50,6 +51,9 @@ type Config struct {
 	// StreamInput lets ffmpeg read the input from a presigned URL when the
 	// store supports it, instead of downloading it first.
 	StreamInput bool
+	// Task is the ECS task's size (TASK_VCPU, TASK_MEMORY_GIB); when known,
+	// each job records its cost (cost.go).
+	Task cost.TaskSize
 }
 
 // Processor runs jobs against a store and (optionally) the work queue.
@@ -58,6 +62,10 @@ type Processor struct {
 	Queue queue.Queue // nil when jobs do not come from a queue
 	Cfg   Config
 	Log   zerolog.Logger
+	// Started is when the task started (main sets it: one task, one job);
+	// zero means each job's own start. The cost record's runtime runs
+	// from it.
+	Started time.Time
 }
 
 // Result describes a finished job.
@@ -79,6 +87,14 @@ type Record struct {
 	OutputSize   int64     `json:"output_size,omitempty"`
 	Dropped      []string  `json:"dropped_streams,omitempty"`
 	Time         time.Time `json:"time"`
+
+	// EncodeSeconds is how long the job ran before it ended here (the
+	// library's history reads it).
+	EncodeSeconds float64 `json:"encode_seconds,omitempty"`
+	// VCPUSeconds and GBSeconds are the task's usage so far, when its size
+	// is known (cost.go; the history reads them too).
+	VCPUSeconds float64 `json:"vcpu_seconds,omitempty"`
+	GBSeconds   float64 `json:"gb_seconds,omitempty"`
 }
 
 // ErrInterrupted is wrapped by Process's error when ctx was cancelled
@@ -95,11 +111,13 @@ func (p permanent) Unwrap() error { return p.error }
 // left to reappear, or made visible at once when ctx was cancelled).
 func (p *Processor) Process(ctx context.Context, job launch.Job) (Result, error) {
 	start := time.Now()
+	ctx = withJobStart(ctx, start) // the cost's runtime when Started is not set (cost.go)
 	log := p.Log.With().Str("key", job.Key).Logger()
 	stopHeartbeat := p.heartbeat(ctx, job, log)
 	res, err := p.process(ctx, job, log)
 	stopHeartbeat()
 	res.Key, res.Elapsed = job.Key, time.Since(start)
+	p.recordCost(ctx, job, res, err, log)
 
 	var perm permanent
 	switch {
@@ -135,6 +153,7 @@ func (p *Processor) Process(ctx context.Context, job launch.Job) (Result, error)
 }
 
 func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Logger) (Result, error) {
+	begun := time.Now()
 	rel, err := library.RelFromTodo(job.Key)
 	if err != nil {
 		// No FAILED/ key can be derived from a key outside the rules.
@@ -230,6 +249,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 			return res, verifyFailure(rel, job.Key, err)
 		}
 		res.Outcome, res.Reason = NoGain, fmt.Sprintf("HEVC output (%d bytes) is not smaller than the input (%d bytes); original kept", res.OutSize, res.InSize)
+		res.Elapsed = time.Since(begun)
 		if err := p.writeRecord(ctx, job.Key, res, plan.Dropped); err != nil {
 			return res, err
 		}
@@ -239,6 +259,8 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	md := map[string]string{
 		storage.MetaSourceSize: strconv.FormatInt(src.Size, 10),
 		storage.MetaDuration:   strconv.FormatFloat(info.Duration, 'f', 3, 64),
+		// Encoded, not yet verified and stored: close to the job's time.
+		storage.MetaEncodeSeconds: strconv.FormatFloat(time.Since(begun).Seconds(), 'f', 1, 64),
 	}
 	if src.SHA256 != "" {
 		md[storage.MetaSourceSHA] = src.SHA256
@@ -246,6 +268,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	if v := src.Metadata[storage.MetaSourceMtime]; v != "" {
 		md[storage.MetaSourceMtime] = v
 	}
+	p.costMetadata(ctx, md) // the task's vCPU- and GB-seconds so far (cost.go)
 	// Verification and upload overlap; DONE/ is committed only once the
 	// output is verified (overlap.go).
 	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("verifying and uploading result")
@@ -311,7 +334,9 @@ func (p *Processor) writeRecord(ctx context.Context, key string, res Result, dro
 		return nil // nothing to name it by; already logged
 	}
 	fk, _ := library.FailedKey(rel)
-	rec := Record{Key: key, Status: res.Outcome, Reason: res.Reason, SourceSize: res.InSize, OutputSize: res.OutSize, Dropped: dropped, Time: time.Now().UTC()}
+	rec := Record{Key: key, Status: res.Outcome, Reason: res.Reason, SourceSize: res.InSize, OutputSize: res.OutSize, Dropped: dropped, Time: time.Now().UTC(),
+		EncodeSeconds: res.Elapsed.Seconds()}
+	rec.VCPUSeconds, rec.GBSeconds = p.usage(ctx)
 	if h, err := p.Store.Head(ctx, key); err == nil {
 		rec.SourceSHA256 = h.SHA256
 		if v := h.Metadata[storage.MetaSourceSHA]; v != "" {

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -21,6 +22,9 @@ const Service = "nextcloud-syncer"
 // configuration (exit status 2); any other error means something failed
 // (exit status 1).
 func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(ctx, args[1:], getenv, stderr)
+	}
 	cfg, _, err := LoadConfig(args, getenv)
 	if errors.Is(err, config.ErrHelp) {
 		return nil
@@ -44,7 +48,15 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		Str("path", cfg.Target("{user}")).Int("concurrency", cfg.Concurrency).
 		Bool("dry_run", cfg.DryRun).Bool("once", cfg.Once).Dur("interval", cfg.Interval).
 		Msg("starting")
-	return New(cfg, log).Run(ctx)
+	s := New(cfg, log)
+	if cfg.Metrics.Addr != "" && !cfg.Once {
+		stop, err := serveMetrics(ctx, cfg.Metrics.Addr, s, log)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		defer stop()
+	}
+	return s.Run(ctx)
 }
 
 // ExitCode maps Main's error to the process exit status.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
+	"github.com/hevc-encoder/hevc-encoder/pkg/metrics"
 )
 
 // ErrConfig is returned (wrapped) for configuration errors.
@@ -29,6 +30,12 @@ the remote file (If-Match its ETag). An identical file already in place
 (same size and checksum) only deletes the remote copy; a different file with
 the same name is kept as "name (1).ext". User passwords come from
 NC_PASS_<user> or NC_PASS_<user>_FILE (Docker secrets) and are never logged.
+With METRICS_ADDR (e.g. :9090; not with --once) it serves Prometheus
+metrics on /metrics (files by outcome, bytes moved, passes) and /healthz:
+503 with the reason while the last pass ended with a user that could not be
+synced at all (credentials refused, folder not listable, server failing),
+200 otherwise. "nextcloud-syncer healthcheck" asks it (the image's
+HEALTHCHECK).
 Exit status: 0 all moved, 1 something failed, 2 bad configuration.`
 
 // Config is the syncer's configuration.
@@ -49,6 +56,8 @@ type Config struct {
 	Timeout      time.Duration // no answer / no data for this long fails a request
 	Retries      int           // extra attempts for transient errors (network, 5xx)
 	RetryBackoff time.Duration // first pause between attempts, doubled each time
+
+	Metrics metrics.Config // METRICS_ADDR (not with --once)
 }
 
 // User is one Nextcloud account.
@@ -96,6 +105,7 @@ func NewConfigSet(cfg *Config, getenv func(string) string) *config.Set {
 	s.Duration(&cfg.Timeout, "NC_TIMEOUT", 2*time.Minute, "a request without an answer, or a transfer without data, for this long fails")
 	s.Int(&cfg.Retries, "NC_RETRIES", 3, "extra attempts per request on network errors and HTTP 5xx")
 	cfg.RetryBackoff = time.Second
+	cfg.Metrics.Bind(s)
 	s.Check(func() error {
 		var errs []error
 		if cfg.URL != "" {

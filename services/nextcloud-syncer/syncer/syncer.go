@@ -56,6 +56,13 @@ type Syncer struct {
 	filesWaiting atomic.Int64 // files waiting for a transfer slot: they go before splits
 	freedMu      sync.Mutex
 	freed        chan struct{} // closed (and replaced) when a transfer slot frees
+
+	// OnFile, if set, sees each remote file's outcome (moved, identical,
+	// deferred, failed, planned) and, when moved, its bytes (metrics); it
+	// is called from the transfer goroutines.
+	OnFile func(outcome string, bytes int64)
+	// OnPass, if set, sees each finished pass's summaries and error.
+	OnPass func([]Summary, error)
 }
 
 const copyBuf = 256 << 10
@@ -97,7 +104,10 @@ func (s *Syncer) slotFreed() <-chan struct{} {
 // logged and retried on the next pass, and Run returns nil when ctx ends.
 func (s *Syncer) Run(ctx context.Context) error {
 	for {
-		_, err := s.RunOnce(ctx)
+		sums, err := s.RunOnce(ctx)
+		if s.OnPass != nil && ctx.Err() == nil {
+			s.OnPass(sums, err)
+		}
 		if s.cfg.Once {
 			return err
 		}
@@ -181,6 +191,23 @@ const (
 	failed
 	planned // dry run
 )
+
+// String names the outcome (metrics labels).
+func (o outcome) String() string {
+	switch o {
+	case moved:
+		return "moved"
+	case identical:
+		return "identical"
+	case deferred:
+		return "deferred"
+	case failed:
+		return "failed"
+	case planned:
+		return "planned"
+	}
+	return "unknown"
+}
 
 // userRun is one user's pass.
 type userRun struct {
@@ -376,6 +403,9 @@ func (r *userRun) moveFile(ctx context.Context, rel string, e Entry, tk *ticket)
 	o, dest, n, dur, err := r.move(ctx, rel, e, tk, log)
 	if o == moved || o == identical {
 		r.streak.Store(0)
+	}
+	if r.s.OnFile != nil && (o != failed || ctx.Err() == nil) {
+		r.s.OnFile(o.String(), n)
 	}
 	switch o {
 	case moved:

@@ -31,7 +31,9 @@ import (
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
 	"github.com/hevc-encoder/hevc-encoder/pkg/events"
+	"github.com/hevc-encoder/hevc-encoder/pkg/history"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
+	"github.com/hevc-encoder/hevc-encoder/pkg/notify"
 	"github.com/hevc-encoder/hevc-encoder/pkg/progress"
 	"github.com/hevc-encoder/hevc-encoder/pkg/queue"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
@@ -60,6 +62,11 @@ type Config struct {
 	// (DIRECT_WRITES=false); by default whole blocks are written with
 	// O_DIRECT where the file system allows it.
 	BufferedWrites bool
+	// Originals is OriginalsTrash ("" too), OriginalsDelete or
+	// OriginalsKeep (ORIGINALS); TrashDays how long the trash keeps one
+	// (TRASH_DAYS, <= 0: DefaultTrashDays).
+	Originals string
+	TrashDays int
 
 	fileMode, dirMode string
 }
@@ -85,6 +92,7 @@ func (c *Config) Bind(s *config.Set) {
 	s.Check(func() error { c.BufferedWrites = !direct; return nil })
 	c.BindModes(s)
 	c.BindVerify(s)
+	c.BindOriginals(s)
 }
 
 // Verification modes (VERIFY_DECODE).
@@ -167,6 +175,9 @@ type Result struct {
 	Key, Path     string
 	Outcome       Outcome
 	Before, After int64 // bytes of the original and of the HEVC file
+	// Downloaded is the bytes of the result downloaded this time
+	// (whatever the outcome; 0 when nothing was).
+	Downloaded int64
 	// SHA256 of the DONE/ object (identifies the version of a result that
 	// could not be installed).
 	SHA256 string
@@ -176,7 +187,10 @@ type Result struct {
 	// OriginalKept: installed, but the original changed since it was
 	// encoded (a newer version), so it was not removed.
 	OriginalKept bool
-	Err          error
+	// Trashed is where the original went (ORIGINALS=trash); "" when it
+	// was removed, kept, or already gone.
+	Trashed string
+	Err     error
 }
 
 // Downloader installs results.
@@ -191,12 +205,23 @@ type Downloader struct {
 	Progress *progress.Progress
 	// Crash, if set, is called at each crash point.
 	Crash func(point string)
+	// Now, if set, is the clock of the trash (when an original was
+	// trashed, and which are old enough to go).
+	Now func() time.Time
+	// History records every finished file (history.go); nil: the
+	// library's own, <root>/.hevc-encoder/history.jsonl.
+	History *history.Log
+	// Notify, if set, is told of each result not installed and each job
+	// that failed, once (see notify.go).
+	Notify *notify.Notifier
 
 	mu       sync.Mutex
 	busy     map[string]bool
 	rejected map[string]rejection // key → last rejection, to avoid re-downloading it
 	reported map[string]string    // key → last problem logged at error level
 	temps    *library.Temps       // records of our temp files (see tempFiles)
+	purged   time.Time            // last purge of the trash (originals.go)
+	failed   map[string]string    // FAILED/ key → version already in the history (history.go)
 
 	slotsOnce sync.Once
 	xfer, fin chan struct{} // download and finishing slots (see ticket)
@@ -223,6 +248,7 @@ func (d *Downloader) Run(ctx context.Context) error {
 			}
 			last = time.Now()
 		}
+		d.purgeTrash() // also with RECONCILE_INTERVAL=0 (at most hourly)
 		if d.Queue == nil {
 			if d.Cfg.Reconcile <= 0 {
 				<-ctx.Done()
@@ -289,8 +315,16 @@ func (d *Downloader) handleMessage(ctx context.Context, m queue.Message) {
 		}
 	}
 	stop()
-	if ctx.Err() != nil {
-		return // reappears after its visibility timeout; reconcile covers it too
+	if ctx.Err() != nil && retry {
+		// Stopped mid-install (a `process` run ending, a restart): hand
+		// the message back at once, not after the hold's 5 minutes, so
+		// that the next downloader takes it now.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := d.Queue.ChangeVisibility(bctx, m.Receipt, 0); err != nil {
+			d.Log.Debug().Err(err).Msg("hand back results message")
+		}
+		return
 	}
 	if retry {
 		delay := d.Cfg.RetryDelay
@@ -332,10 +366,12 @@ func (d *Downloader) hold(ctx context.Context, receipt string) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// Reconcile removes temp files left by killed runs, then installs every
-// object under DONE/.
+// Reconcile removes temp files left by killed runs and originals whose
+// time in the trash is over, then installs every object under DONE/,
+// then adds new FAILED/ records to the history (history.go).
 func (d *Downloader) Reconcile(ctx context.Context) error {
 	d.sweep()
+	d.purgeTrash()
 	var keys []string
 	if err := storage.Walk(ctx, d.Store, library.DonePrefix, func(o storage.Object) error {
 		keys = append(keys, o.Key)
@@ -370,6 +406,7 @@ func (d *Downloader) Reconcile(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	d.recordFailures(ctx)
 	return errors.Join(errs...)
 }
 

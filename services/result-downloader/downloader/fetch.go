@@ -103,6 +103,7 @@ func (j *job) fetch(ctx context.Context) (bool, error) {
 	}
 	j.closeBody()
 	tr.Done(err != nil)
+	j.res.Downloaded = tmp.n
 	if errors.Is(err, storage.ErrChecksum) {
 		return j.remember("download does not match its recorded checksum: " + err.Error())
 	}

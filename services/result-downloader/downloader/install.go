@@ -82,6 +82,7 @@ func (d *Downloader) install(ctx context.Context, key string, tk *ticket) (res R
 		if err != nil && ctx.Err() == nil {
 			j.log.Warn().Err(err).Msg("install failed; will retry")
 		}
+		d.record(j, res)
 		if d.OnResult != nil && res.Outcome != busy {
 			d.OnResult(res)
 		}

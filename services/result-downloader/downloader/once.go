@@ -17,7 +17,8 @@ type OnceSummary struct {
 	// Problems lists "<key>: <outcome or error>" for results not installed.
 	Problems []string
 	// OriginalsKept lists "<key>: <why>" for results installed whose
-	// original changed since it was encoded and was kept.
+	// original was kept in place: it changed since it was encoded, or it
+	// could not be moved to the trash.
 	OriginalsKept []string
 }
 
@@ -74,7 +75,7 @@ func (s OnceSummary) Print(w io.Writer) {
 		}
 	}
 	if len(s.OriginalsKept) > 0 {
-		fmt.Fprintf(w, "originals kept (changed since they were encoded) %d:\n", len(s.OriginalsKept))
+		fmt.Fprintf(w, "originals kept in place (changed since they were encoded, or the trash could not take them) %d:\n", len(s.OriginalsKept))
 		for _, p := range s.OriginalsKept {
 			fmt.Fprintln(w, "  "+p)
 		}

@@ -31,28 +31,33 @@ func (j *job) retire(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// retireOriginal removes the original, unless it changed since it was
-// found and hashed: a version saved meanwhile (written in place, or
-// replaced by a rename) is not the one the result was made from. Its
-// identity (device, inode, size, mtime, ctime: nobody can set a ctime
-// back) is taken again through the library root right before the
-// removal, which goes through the root too.
+// retireOriginal retires the original as ORIGINALS says (trash, delete
+// or keep), unless it changed since it was found and hashed: a version
+// saved meanwhile (written in place, or replaced by a rename) is not the
+// one the result was made from. Its identity (device, inode, size,
+// mtime, ctime: nobody can set a ctime back) is taken again through the
+// library root right before the removal or the move to the trash, which
+// go through the root too.
 func (j *job) retireOriginal() error {
 	j.d.crash(CrashRetiring)
-	now, err := j.root.Lstat(j.orig.rel)
+	if j.d.Cfg.originals() == OriginalsKeep {
+		j.log.Info().Str("path", j.orig.path).Msg("original kept beside its result (ORIGINALS=keep)")
+		return nil
+	}
+	diff, err := j.recheckOriginal()
 	if errors.Is(err, os.ErrNotExist) {
 		j.log.Info().Msg("original already gone")
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("check original %s: %w", j.orig.path, err)
+		return err
 	}
-	if diff := identityChange(j.orig.info, now); diff != "" {
-		j.res.OriginalKept = true
-		j.res.Reason = fmt.Sprintf("installed as %s, but the original %s changed since it was encoded (%s): kept; it is a newer version", j.target, j.orig.path, diff)
-		j.d.logProblem(j.log, j.key, j.res.Reason).Str("path", j.orig.path).Str("changed", diff).
-			Msg("original changed since it was encoded; kept beside the installed result")
+	if diff != "" {
+		j.keptChanged(diff)
 		return nil
+	}
+	if j.d.Cfg.originals() == OriginalsTrash {
+		return j.trashOriginal()
 	}
 	if err := j.root.Remove(j.orig.rel); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove original %s: %w", j.orig.path, err)
@@ -63,6 +68,29 @@ func (j *job) retireOriginal() error {
 	j.log.Info().Msg("original removed")
 	j.d.crash(CrashOriginalRemoved)
 	return nil
+}
+
+// recheckOriginal takes the original's identity again: "" when it is
+// still the file that was encoded, else what changed; an error wrapping
+// os.ErrNotExist when it is gone.
+func (j *job) recheckOriginal() (string, error) {
+	now, err := j.root.Lstat(j.orig.rel)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if err != nil {
+		return "", fmt.Errorf("check original %s: %w", j.orig.path, err)
+	}
+	return identityChange(j.orig.info, now), nil
+}
+
+// keptChanged reports an original kept because it changed since it was
+// encoded.
+func (j *job) keptChanged(diff string) {
+	j.res.OriginalKept = true
+	j.res.Reason = fmt.Sprintf("installed as %s, but the original %s changed since it was encoded (%s): kept; it is a newer version", j.target, j.orig.path, diff)
+	j.d.logProblem(j.log, j.key, j.res.Reason).Str("path", j.orig.path).Str("changed", diff).
+		Msg("original changed since it was encoded; kept beside the installed result")
 }
 
 // identityChange says what differs between two looks at one file, or ""

@@ -235,6 +235,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	timedOut := ctx.Err() == nil && runCtx.Err() != nil
 	cancel()
 	wg.Wait()
+	if ctx.Err() == nil {
+		// FAILED/ records written since the downloader's last reconcile
+		// reach the history, and NOTIFY_URL, now rather than next run.
+		if _, err := d.RecordFailures(context.WithoutCancel(ctx)); err != nil {
+			o.Log.Warn().Err(err).Msg("history: FAILED/ records not all recorded")
+		}
+	}
 	if lctx := context.WithoutCancel(ctx); ctx.Err() == nil {
 		// One last look so the report counts the final state.
 		if s, err := look(lctx, o, t); err == nil {

@@ -76,6 +76,15 @@ type Dispatcher struct {
 	Launcher launch.Launcher
 	Cfg      Config
 	Log      zerolog.Logger
+	// OnOutcome, if set, sees the outcome of every message Run handles
+	// (metrics), from any goroutine.
+	OnOutcome func(Outcome)
+	// OnLoop, if set, is called at each turn of Run's loop (the health
+	// check's sign of life, also while it pauses on purpose).
+	OnLoop func()
+	// Budget, if set, stops launching once the month's estimated cost
+	// reaches BUDGET_USD (budget.go).
+	Budget *Budget
 }
 
 // Keys tracks the keys in flight for Handle, safe for concurrent use: a
@@ -252,12 +261,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return true
 	}
 	for ctx.Err() == nil {
+		if d.OnLoop != nil {
+			d.OnLoop()
+		}
 		mu.Lock()
 		pause := time.Until(pauseUntil)
 		mu.Unlock()
 		if pause > 0 {
 			// A launch failed (no capacity, throttled): let it recover.
 			sleep(ctx, pause)
+			continue
+		}
+		if d.budgetReached(ctx) {
+			// Nothing is received: the messages wait in the queue.
+			sleep(ctx, d.Cfg.Busy)
 			continue
 		}
 		if time.Since(listed) >= d.Cfg.Refresh && !refresh() {
@@ -324,6 +341,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					}
 				}()
 				out, err := d.Handle(ctx, m, keys)
+				if d.OnOutcome != nil {
+					d.OnOutcome(out)
+				}
 				if err != nil && ctx.Err() == nil {
 					d.Log.Error().Err(err).Str("message_id", m.ID).Str("outcome", string(out)).Msg("dispatch failed; the message will be redelivered")
 				}

@@ -25,6 +25,13 @@ type Status struct {
 	Results *QueueStatus `json:"results_queue,omitempty"`
 	Tasks   *TaskStatus  `json:"tasks,omitempty"`
 	Time    time.Time    `json:"time"`
+
+	// Library is the library's history and trash (LIBRARY_ROOT); alone
+	// when no bucket is configured (Bucket "").
+	Library *LibraryStatus `json:"library,omitempty"`
+
+	// Cost is this month's estimated AWS cost and the budget (cost.go).
+	Cost *CostStatus `json:"cost,omitempty"`
 }
 
 // ObjectCounts counts the bucket's prefixes.
@@ -146,11 +153,22 @@ func queueStatus(ctx context.Context, q queue.Queue) (*QueueStatus, error) {
 func (s Status) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	if s.Bucket == "" && s.Library != nil {
+		// The library alone: no bucket, queue or task keys at all.
+		return enc.Encode(struct {
+			Library *LibraryStatus `json:"library"`
+			Time    time.Time      `json:"time"`
+		}{s.Library, s.Time})
+	}
 	return enc.Encode(s)
 }
 
 // WriteTable writes the status as aligned tables.
 func (s Status) WriteTable(w io.Writer) error {
+	if s.Bucket == "" && s.Library != nil {
+		s.Library.writeTable(w, s.Time)
+		return nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "BUCKET %s\n\n", s.Bucket)
 	fmt.Fprintln(tw, "PREFIX\tOBJECTS\tSIZE")
@@ -193,7 +211,15 @@ func (s Status) WriteTable(w io.Writer) error {
 			}
 		}
 	}
-	return tw.Flush()
+	s.Cost.writeTable(tw)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if s.Library != nil {
+		fmt.Fprintln(w)
+		s.Library.writeTable(w, s.Time)
+	}
+	return nil
 }
 
 func dash(s string) string {

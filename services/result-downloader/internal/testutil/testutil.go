@@ -247,7 +247,8 @@ func Keys(t testing.TB, st storage.Store, prefix string) []string {
 }
 
 // Files lists the regular files under root (relative, '/'-separated),
-// skipping directories named .bucket.
+// skipping directories named .bucket and the library's state directory
+// (.hevc-encoder: its history, temp-file records, trash).
 func Files(t testing.TB, root string) []string {
 	t.Helper()
 	var out []string
@@ -255,7 +256,7 @@ func Files(t testing.TB, root string) []string {
 		if err != nil {
 			return nil
 		}
-		if d.IsDir() && p != root && d.Name() == ".bucket" {
+		if d.IsDir() && p != root && (d.Name() == ".bucket" || d.Name() == library.StateDirName) {
 			return filepath.SkipDir
 		}
 		if !d.IsDir() {
