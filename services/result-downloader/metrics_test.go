@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,32 +15,15 @@ import (
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/library"
+	"github.com/hevc-encoder/hevc-encoder/pkg/metrics/metricstest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/storage"
 	"github.com/hevc-encoder/hevc-encoder/services/result-downloader/internal/testutil"
 )
 
-func scrape(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// waitUntil polls cond every 100 ms; it fails the test after timeout (a
-// hang guard, not a timing assertion).
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not the case after %s", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+var (
+	scrape    = metricstest.Scrape
+	waitUntil = metricstest.WaitUntil
+)
 
 // The running service (the binary, on MinIO with an SQS results queue)
 // serves its metrics on METRICS_ADDR: installing one result and rejecting

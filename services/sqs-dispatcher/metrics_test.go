@@ -13,18 +13,10 @@ import (
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/awstest"
 	"github.com/hevc-encoder/hevc-encoder/pkg/ecstest"
+	"github.com/hevc-encoder/hevc-encoder/pkg/metrics/metricstest"
 )
 
-// scrape GETs url; a connection error is reported as status 0.
-func scrape(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
+var scrape = metricstest.Scrape
 
 func metricsPort(t *testing.T) (addr, base string) {
 	t.Helper()

@@ -11,31 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hevc-encoder/hevc-encoder/pkg/metrics/metricstest"
 	"github.com/hevc-encoder/hevc-encoder/services/nextcloud-syncer/syncer"
 )
 
-func scrape(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// waitUntil polls cond every 50 ms; it fails the test after timeout (a
-// hang guard, not a timing assertion).
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not the case after %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+var (
+	scrape    = metricstest.Scrape
+	waitUntil = metricstest.WaitUntil
+)
 
 // The syncer running as a service (Main, passes every INTERVAL) serves its
 // metrics on METRICS_ADDR: two files moved count as two, with their
