@@ -156,8 +156,13 @@ func TestStackEndToEnd(t *testing.T) {
 		}
 		return b.String()
 	}
-	// A previous run's containers would hold the names.
+	// A previous run's containers would hold the names: the stack's, and
+	// the jobs portainer-run starts (hevc-encoder-<job>), which a killed
+	// run can leave running.
 	compose("down", "-t", "5")
+	if out, _ := podman(t, "ps", "-a", "-q", "--filter", "name=^"+project+"-"); strings.TrimSpace(out) != "" {
+		podman(t, append([]string{"rm", "-f", "-t", "5"}, strings.Fields(out)...)...)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(logs())

@@ -9,15 +9,36 @@ package awsconf
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
 
 // DefaultMaxAttempts is the standard retryer's attempts per request.
 const DefaultMaxAttempts = 5
+
+// ResponseHeaderTimeout bounds the wait for a response's headers once the
+// request is sent: a peer that accepted the connection and went silent (a
+// restart, a half-open connection behind a NAT) would otherwise hold a
+// request, and the loop behind it, forever without a word. It is well
+// above SQS's 20 s long poll, and S3 answers a large CompleteMultipartUpload
+// or CopyObject with its headers first.
+const ResponseHeaderTimeout = 2 * time.Minute
+
+// NewHTTPClient is the SDK's HTTP client with ResponseHeaderTimeout, and
+// tune applied to its transport (may be nil).
+func NewHTTPClient(tune func(*http.Transport)) *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.ResponseHeaderTimeout = ResponseHeaderTimeout
+		if tune != nil {
+			tune(t)
+		}
+	})
+}
 
 // Options are what the adapters set on top of the standard chain.
 type Options struct {
@@ -48,8 +69,9 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
 	}
-	if o.HTTPClient != nil {
-		opts = append(opts, config.WithHTTPClient(o.HTTPClient))
+	if o.HTTPClient == nil {
+		o.HTTPClient = NewHTTPClient(nil)
 	}
+	opts = append(opts, config.WithHTTPClient(o.HTTPClient))
 	return config.LoadDefaultConfig(ctx, opts...)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -79,5 +80,22 @@ func TestContainerConfigOverridesTemplate(t *testing.T) {
 	}
 	if strings.Join(cfg.Cmd, " ") != "--dry-run" || cfg.HostConfig.NetworkMode != "s_default" || cfg.HostConfig.AutoRemove {
 		t.Errorf("cmd %v network %q autoremove %v", cfg.Cmd, cfg.HostConfig.NetworkMode, cfg.HostConfig.AutoRemove)
+	}
+}
+
+// A name clash is a conflict whether Docker (409) or Podman's compatible
+// API (500, "already in use") reports it: either way the leftover job
+// container is inspected and, when stopped, removed.
+func TestNameClashIsConflict(t *testing.T) {
+	for _, e := range []*APIError{
+		{Status: 409, Message: "Conflict. The container name is already in use"},
+		{Status: 500, Message: `container create: creating container storage: the container name "hevc-encoder-process" is already in use by 40f1. You have to remove that container to be able to reuse that name: that name is already in use`},
+	} {
+		if !errors.Is(e, ErrConflict) {
+			t.Errorf("%d %q: not ErrConflict", e.Status, e.Message)
+		}
+	}
+	if errors.Is(&APIError{Status: 500, Message: "no space left on device"}, ErrConflict) {
+		t.Error("any 500 taken for a conflict")
 	}
 }

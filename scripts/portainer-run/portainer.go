@@ -50,6 +50,11 @@ func (e *APIError) Unwrap() error {
 		return ErrNotFound
 	case http.StatusConflict:
 		return ErrConflict
+	case http.StatusInternalServerError:
+		// Podman's Docker-compatible API answers a name clash with 500.
+		if strings.Contains(e.Message, "already in use") {
+			return ErrConflict
+		}
 	}
 	return nil
 }

@@ -41,8 +41,8 @@ job, whatever its outcome, writes a cost record under COSTS/<YYYY-MM>/ (the
 task's vCPU- and GB-seconds, at least a minute, and the result's size) and the
 result carries the usage in its metadata; sqs-dispatcher status sums them.
 
-Exit status: 0 finished (any outcome that needs no retry); 75 transient failure,
-will be retried; 143 (130 for SIGINT) interrupted, message released; 2 bad
+Exit status: 0 finished (any outcome that needs no retry); 75 transient failure
+(S3 unreachable or silent at start included), will be retried; 143 (130 for SIGINT) interrupted, message released; 2 bad
 configuration: a variable is wrong, or the bucket is missing or refuses these
 credentials (checked at start, and never taken for "already processed"; the
 message is left to reappear); 1 other failure.`
@@ -130,7 +130,17 @@ func realMain(ctx context.Context, args []string) error {
 	log := logging.New("hevc-processor")
 	// The bucket and the credentials; not the queue: the task role may only
 	// heartbeat and delete its message, and the dispatcher checked the queue.
+	job := launch.Job{Key: key, QueueURL: queues.Work, Receipt: receipt, ReceiveCount: count}
 	if err := adapters.Preflight(ctx, adapters.Checks{Store: &store, Log: log}); err != nil {
+		if errors.Is(err, adapters.ErrNoAnswer) && ctx.Err() == nil {
+			// S3 down or slow for now (a restart, a cold network): retried
+			// after the backoff, not left hidden until START_GRACE ends.
+			queues.NoDeadLetter = true
+			if q, qerr := queues.Open(ctx, queues.Work, store.Region); qerr == nil {
+				(&processor.Processor{Queue: q}).RetryLater(ctx, job, log.With().Str("key", key).Logger())
+			}
+			return transientError{err}
+		}
 		return usageError{err}
 	}
 	st, err := store.Open(ctx)
@@ -146,7 +156,7 @@ func realMain(ctx context.Context, args []string) error {
 		return transientError{fmt.Errorf("open work queue: %w", err)}
 	}
 	p := &processor.Processor{Store: st, Queue: q, Cfg: cfg, Log: log, Started: processStart}
-	job := launch.Job{Bucket: st.Bucket(), Key: key, QueueURL: queues.Work, Receipt: receipt, ReceiveCount: count}
+	job.Bucket = st.Bucket()
 	if _, err = p.Process(ctx, job); err != nil {
 		if awserr.IsConfig(err) && ctx.Err() == nil {
 			// A missing bucket, refused credentials: not the file's fault,

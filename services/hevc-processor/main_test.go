@@ -130,3 +130,50 @@ func repeated(s string) (string, bool) {
 	}
 	return "", false
 }
+
+// TestS3DownAtStartRetriesSoon: a processor that finds S3 unreachable at
+// start (a restart, a cold network) exits 75 and hands its message back for
+// the first backoff (10 s), instead of leaving it hidden for the
+// dispatcher's START_GRACE.
+func TestS3DownAtStartRetriesSoon(t *testing.T) {
+	e := awstest.Shared(t)
+	bin := build(t)
+	ctx := context.Background()
+	q := e.NewScratchQueue(t, 30*time.Second, 5)
+	if err := q.Send(ctx, `{"Records":[]}`); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := q.Receive(ctx, 1, 5*time.Second)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("receive: %v (%d messages)", err, len(msgs))
+	}
+	// Hidden as the dispatcher hides it for the task's start.
+	if err := q.ChangeVisibility(ctx, msgs[0].Receipt, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(append(os.Environ(), e.Environ()...), "LOG_FORMAT=json",
+		"S3_ENDPOINT="+preflighttest.ClosedPort(t), "S3_OBJECT_KEY=TODO/down/x.mp4",
+		"WORK_QUEUE_URL="+q.Name(), "SQS_RECEIPT_HANDLE="+msgs[0].Receipt, "SQS_RECEIVE_COUNT=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitTransient || !strings.Contains(string(out), `"retry_in":10000`) {
+		t.Fatalf("exit %v, want %d with the message handed back:\n%s", err, exitTransient, out)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, err := q.Receive(ctx, 1, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 1 {
+			if got[0].ID != msgs[0].ID || got[0].ReceiveCount != 2 {
+				t.Errorf("got message %s (receive %d), want %s again", got[0].ID, got[0].ReceiveCount, msgs[0].ID)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message did not come back after the backoff")
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -353,4 +354,20 @@ func isHelp(err error) bool { return errors.Is(err, config.ErrHelp) }
 
 func lines(s string) []string {
 	return strings.Split(strings.TrimRight(s, "\n"), "\n")
+}
+
+// explainOnFailure logs, when t has failed, where the work queue's
+// messages are and what every goroutine (the dispatcher's among them) is
+// doing: a stall under CI's load is otherwise silent.
+func explainOnFailure(t *testing.T, env *awstest.Env) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		v, i := depth(t, env, env.WorkQueueURL)
+		dv, di := depth(t, env, env.WorkDLQURL)
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Logf("work queue: %d visible, %d in flight; DLQ: %d visible, %d in flight\ngoroutines:\n%s", v, i, dv, di, buf)
+	})
 }

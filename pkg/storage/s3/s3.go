@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if conns < 32 {
 			conns = 32
 		}
-		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		httpClient = awsconf.NewHTTPClient(func(t *http.Transport) {
 			t.MaxIdleConns = conns
 			t.MaxIdleConnsPerHost = conns
 		})

@@ -137,7 +137,7 @@ func (p *Processor) Process(ctx context.Context, job launch.Job) (Result, error)
 	default:
 		// Hand the job back now, with a backoff, rather than after the
 		// visibility the heartbeat (or the dispatcher's start grace) set.
-		p.retryLater(ctx, job, log)
+		p.RetryLater(ctx, job, log)
 		log.Warn().Err(err).Msg("transient failure; the message will be redelivered")
 		return res, err
 	}
@@ -394,11 +394,11 @@ func (p *Processor) release(job launch.Job, log zerolog.Logger) {
 	log.Warn().Msg("interrupted; message made visible again for a retry")
 }
 
-// retryLater makes the work message reappear after queue.RetryDelay of its
+// RetryLater makes the work message reappear after queue.RetryDelay of its
 // receive count: a transient failure (the store restarting, a network
 // blip) is retried within seconds, and a lasting one ever more slowly until
 // maxReceiveCount dead-letters it.
-func (p *Processor) retryLater(ctx context.Context, job launch.Job, log zerolog.Logger) {
+func (p *Processor) RetryLater(ctx context.Context, job launch.Job, log zerolog.Logger) {
 	if p.Queue == nil || job.Receipt == "" {
 		return
 	}

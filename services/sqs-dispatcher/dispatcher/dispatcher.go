@@ -321,6 +321,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		for _, m := range msgs {
+			d.Log.Debug().Str("message_id", m.ID).Int("receive_count", m.ReceiveCount).Msg("received")
+		}
 		if redelivered(msgs) {
 			// A redelivered message may have been released by a task that
 			// has stopped since the snapshot (Spot interruption): look
