@@ -97,29 +97,17 @@ func (h *harness) runOverhead(ctx context.Context) error {
 			syscall.Sync()
 			switch side {
 			case "bare":
-				out := filepath.Join(dir, "bare.mp4")
-				cmd := exec.CommandContext(ctx, "ffmpeg", SeedCommand(src, out)...)
-				var stderr tail
-				cmd.Stderr = &stderr
-				wall, cpu, err := timed(cmd)
+				b, err := bareOnce(ctx, src, filepath.Join(dir, "bare.mp4"), len(verifySecs) == 0)
 				if err != nil {
-					return fmt.Errorf("bare ffmpeg: %w: %s", err, stderr.String())
+					return err
 				}
-				bare = append(bare, wall.Seconds())
-				bareCPU = append(bareCPU, cpu.Seconds())
-				bareSize = fileSize(out)
-				// Bare ffmpeg's own fixed cost per file, the anchor of the
-				// fixed-cost row: the seed command on one frame.
-				one := exec.CommandContext(ctx, "ffmpeg", seedOneFrame(src, out)...)
-				if wall, _, err := timed(one); err == nil {
-					bareFixed = append(bareFixed, wall.Seconds())
+				bare, bareCPU, bareSize = append(bare, b.wall), append(bareCPU, b.cpu), b.size
+				if b.fixed > 0 {
+					bareFixed = append(bareFixed, b.fixed)
 				}
-				// What the verification's decode costs on this output:
-				// most of what the processor adds after the encode.
 				if len(verifySecs) == 0 {
-					verifySecs = append(verifySecs, decodeSeconds(ctx, out))
+					verifySecs = append(verifySecs, b.verify)
 				}
-				os.Remove(out)
 			case "ours", "seed-bits":
 				var extra []string
 				if side == "seed-bits" {
@@ -142,67 +130,9 @@ func (h *harness) runOverhead(ctx context.Context) error {
 		}
 	}
 
-	mb, mo := median(bare), median(walls(ours))
-	// The ratio is the median of each run's own ours/bare: the two sides of
-	// a run are minutes apart, runs are many minutes apart, and the load of
-	// a shared machine drifts on that scale (one run's pair both slow, the
-	// next both fast), which the ratio of two medians does not cancel.
-	ratio := pairedRatio(walls(ours), bare)
-	peak := 0.0
-	for _, pr := range append(append([]procRun(nil), ours...), seedBits...) {
-		peak = max(peak, pr.PeakMiB)
-	}
-	decode := 0.0
-	if len(verifySecs) > 0 {
-		decode = verifySecs[0]
-	}
-	detail := map[string]any{"bare_seconds": bare, "bare_cpu_seconds": bareCPU, "ours": ours, "seed_bits": seedBits,
-		"clip": fmt.Sprintf("%s %gs %dx%d", c.Title, c.Secs, c.Width, c.Height), "x265_threads": threads, "cpus": media.CPUs(),
-		"verify_decode_seconds": decode}
-	notes := fmt.Sprintf("%s, %gs; %d alternating runs (bare %s s; ours %s s; ratio = median of the runs' own ratios, %s; "+
-		"the ratio of the medians is %.3f); ours = the hevc-processor binary: "+
-		"S3 HEAD, presigned-URL streaming input, probe, encode (x265 %s and the balanced tune %s; bare leaves the frame threads to x265: one frame at a time below 4 CPUs) with the video "+
-		"decoded as it is encoded at SCHED_IDLE priority (run after the encode, that decode takes %.1f s on this output), "+
-		"and sampled pictures (the encoder's frames of the original and the live decode's of the output) compared, then probe + a read of every packet, overlapped with the upload, DELETE TODO/, delete message; "+
-		"output %d bytes (bare %d); MinIO + SQS server used %.1f CPU s per run on the same CPUs; load %.1f",
-		c.Title, c.Secs, len(bare), joinF(bare), joinF(walls(ours)), joinP(ratios(walls(ours), bare), 3), mo/mb, threads, media.BalancedTune, decode, lastOut(ours), bareSize, serverCPU(ours), procstat.LoadAvg())
-	if around := aroundEncode(ours); around > 0 {
-		notes += fmt.Sprintf("; of ours' wall time, %.2f s (median) went to everything but the encode phase (start, HEAD, probe, verify, upload, deletes)", around)
-	}
-	// Issue 18: 1.03 on the full clip; on the short quick clip a job's
-	// fixed cost weighs more (phone clips are often that short).
-	target, limit := "<=1.03", 1.03
-	if h.mode != full {
-		target, limit = "<=1.10", 1.10
-	}
-	rows := []Result{{
-		Case: fmt.Sprintf("processor overhead: %s %gs, MinIO TODO/ → DONE/ vs bare ffmpeg on a local file", c.Title, c.Secs),
-		Ours: round(mo, 2), Anchor: round(mb, 2), Unit: "s", AnchorName: "ffmpeg (seed command, local disk)",
-		Ratio: ratio, Target: target, Pass: ratio <= limit, Notes: notes, Detail: detail,
-	}}
-	if len(seedBits) > 0 {
-		// Paired with the first run's bare side, which it ran next to.
-		sb := seedBits[0].Wall
-		rows = append(rows, Result{
-			Case: "processor overhead with the seed's own bitstream (X265_PARAMS=" + media.SeedParams + ")",
-			Ours: round(sb, 2), Anchor: round(bare[0], 2), Unit: "s", AnchorName: "ffmpeg (seed command, local disk), the same run",
-			Ratio: sb / bare[0], Target: Info,
-			Notes: fmt.Sprintf("one run, next to the first run's bare side: the same encode as bare, so this is what streaming, "+
-				"the live decode, verification and upload cost on %d CPUs before our x265 settings win it back", media.CPUs()),
-		})
-	}
-	rows = append(rows, Result{
-		Case: "processor CPU time (Go + ffprobe + ffmpeg encode + verification) vs bare ffmpeg",
-		Ours: round(median(cpus(ours)), 1), Anchor: round(median(bareCPU), 1), Unit: "CPU s", AnchorName: "ffmpeg (seed command)",
-		Ratio: median(cpus(ours)) / median(bareCPU), Target: Info,
-		Notes: "user+system time of the process trees, barely moved by other load on the machine (wall times are). " +
-			"The difference is the verification's decode of the output (on CPU time x265 leaves idle), the probes and the +faststart rewrite",
-	}, Result{
-		Case: "hevc-processor peak RSS during the overhead runs (Go process; ffmpeg excluded)",
-		Ours: round(peak, 1), Unit: "MiB", Target: "<=64", Pass: peak > 0 && peak <= 64,
-		Notes: fmt.Sprintf("VmHWM of the processor process sampled every 5 ms; output %d bytes uploaded with the default S3 part size 16 MiB, 4 parts in flight "+
-			"(an output of 64 MiB or more would hold 4 parts: set S3_PART_SIZE=8MiB to stay under 64 MiB)", lastOut(ours)),
-	})
+	r := overheadRuns{bare: bare, bareCPU: bareCPU, verifySecs: verifySecs, ours: ours, seedBits: seedBits, bareSize: bareSize}
+	rows := r.rows(h.mode, c, threads)
+	mb := median(bare)
 	// Issue 15: what verifying a result against its original costs,
 	// against the encode (verifycost.go).
 	kept := filepath.Join(dir, "ours.mp4")
@@ -496,4 +426,111 @@ func serverCPU(runs []procRun) float64 {
 		v[i] = r.ServerCPU
 	}
 	return median(v)
+}
+
+// bareRun is one run of the seed's bare ffmpeg command.
+type bareRun struct {
+	wall, cpu float64
+	size      int64
+	fixed     float64 // the seed command on one frame (0: it failed)
+	verify    float64 // the decode of the output (when asked)
+}
+
+// bareOnce runs the seed command on src into out, then its one-frame
+// version (bare ffmpeg's own fixed cost per file, the anchor of the
+// fixed-cost row) and, with decode, times the decode of the output: most
+// of what the processor adds after the encode.
+func bareOnce(ctx context.Context, src, out string, decode bool) (bareRun, error) {
+	defer os.Remove(out)
+	cmd := exec.CommandContext(ctx, "ffmpeg", SeedCommand(src, out)...)
+	var stderr tail
+	cmd.Stderr = &stderr
+	wall, cpu, err := timed(cmd)
+	if err != nil {
+		return bareRun{}, fmt.Errorf("bare ffmpeg: %w: %s", err, stderr.String())
+	}
+	b := bareRun{wall: wall.Seconds(), cpu: cpu.Seconds(), size: fileSize(out)}
+	one := exec.CommandContext(ctx, "ffmpeg", seedOneFrame(src, out)...)
+	if wall, _, err := timed(one); err == nil {
+		b.fixed = wall.Seconds()
+	}
+	if decode {
+		b.verify = decodeSeconds(ctx, out)
+	}
+	return b, nil
+}
+
+// overheadRuns are the overhead group's measurements.
+type overheadRuns struct {
+	bare, bareCPU, verifySecs []float64
+	ours, seedBits            []procRun
+	bareSize                  int64
+}
+
+// rows are the judged overhead row and its companions (seed bitstream,
+// CPU time, peak memory), before the verification and fixed-cost rows.
+func (r overheadRuns) rows(m mode, c Clip, threads string) []Result {
+	bare, bareCPU, verifySecs, ours, seedBits, bareSize := r.bare, r.bareCPU, r.verifySecs, r.ours, r.seedBits, r.bareSize
+	mb, mo := median(bare), median(walls(ours))
+	// The ratio is the median of each run's own ours/bare: the two sides of
+	// a run are minutes apart, runs are many minutes apart, and the load of
+	// a shared machine drifts on that scale (one run's pair both slow, the
+	// next both fast), which the ratio of two medians does not cancel.
+	ratio := pairedRatio(walls(ours), bare)
+	peak := 0.0
+	for _, pr := range append(append([]procRun(nil), ours...), seedBits...) {
+		peak = max(peak, pr.PeakMiB)
+	}
+	decode := 0.0
+	if len(verifySecs) > 0 {
+		decode = verifySecs[0]
+	}
+	detail := map[string]any{"bare_seconds": bare, "bare_cpu_seconds": bareCPU, "ours": ours, "seed_bits": seedBits,
+		"clip": fmt.Sprintf("%s %gs %dx%d", c.Title, c.Secs, c.Width, c.Height), "x265_threads": threads, "cpus": media.CPUs(),
+		"verify_decode_seconds": decode}
+	notes := fmt.Sprintf("%s, %gs; %d alternating runs (bare %s s; ours %s s; ratio = median of the runs' own ratios, %s; "+
+		"the ratio of the medians is %.3f); ours = the hevc-processor binary: "+
+		"S3 HEAD, presigned-URL streaming input, probe, encode (x265 %s and the balanced tune %s; bare leaves the frame threads to x265: one frame at a time below 4 CPUs) with the video "+
+		"decoded as it is encoded at SCHED_IDLE priority (run after the encode, that decode takes %.1f s on this output), "+
+		"and sampled pictures (the encoder's frames of the original and the live decode's of the output) compared, then probe + a read of every packet, overlapped with the upload, DELETE TODO/, delete message; "+
+		"output %d bytes (bare %d); MinIO + SQS server used %.1f CPU s per run on the same CPUs; load %.1f",
+		c.Title, c.Secs, len(bare), joinF(bare), joinF(walls(ours)), joinP(ratios(walls(ours), bare), 3), mo/mb, threads, media.BalancedTune, decode, lastOut(ours), bareSize, serverCPU(ours), procstat.LoadAvg())
+	if around := aroundEncode(ours); around > 0 {
+		notes += fmt.Sprintf("; of ours' wall time, %.2f s (median) went to everything but the encode phase (start, HEAD, probe, verify, upload, deletes)", around)
+	}
+	// Issue 18: 1.03 on the full clip; on the short quick clip a job's
+	// fixed cost weighs more (phone clips are often that short).
+	target, limit := "<=1.03", 1.03
+	if m != full {
+		target, limit = "<=1.10", 1.10
+	}
+	rows := []Result{{
+		Case: fmt.Sprintf("processor overhead: %s %gs, MinIO TODO/ → DONE/ vs bare ffmpeg on a local file", c.Title, c.Secs),
+		Ours: round(mo, 2), Anchor: round(mb, 2), Unit: "s", AnchorName: "ffmpeg (seed command, local disk)",
+		Ratio: ratio, Target: target, Pass: ratio <= limit, Notes: notes, Detail: detail,
+	}}
+	if len(seedBits) > 0 {
+		// Paired with the first run's bare side, which it ran next to.
+		sb := seedBits[0].Wall
+		rows = append(rows, Result{
+			Case: "processor overhead with the seed's own bitstream (X265_PARAMS=" + media.SeedParams + ")",
+			Ours: round(sb, 2), Anchor: round(bare[0], 2), Unit: "s", AnchorName: "ffmpeg (seed command, local disk), the same run",
+			Ratio: sb / bare[0], Target: Info,
+			Notes: fmt.Sprintf("one run, next to the first run's bare side: the same encode as bare, so this is what streaming, "+
+				"the live decode, verification and upload cost on %d CPUs before our x265 settings win it back", media.CPUs()),
+		})
+	}
+	rows = append(rows, Result{
+		Case: "processor CPU time (Go + ffprobe + ffmpeg encode + verification) vs bare ffmpeg",
+		Ours: round(median(cpus(ours)), 1), Anchor: round(median(bareCPU), 1), Unit: "CPU s", AnchorName: "ffmpeg (seed command)",
+		Ratio: median(cpus(ours)) / median(bareCPU), Target: Info,
+		Notes: "user+system time of the process trees, barely moved by other load on the machine (wall times are). " +
+			"The difference is the verification's decode of the output (on CPU time x265 leaves idle), the probes and the +faststart rewrite",
+	}, Result{
+		Case: "hevc-processor peak RSS during the overhead runs (Go process; ffmpeg excluded)",
+		Ours: round(peak, 1), Unit: "MiB", Target: "<=64", Pass: peak > 0 && peak <= 64,
+		Notes: fmt.Sprintf("VmHWM of the processor process sampled every 5 ms; output %d bytes uploaded with the default S3 part size 16 MiB, 4 parts in flight "+
+			"(an output of 64 MiB or more would hold 4 parts: set S3_PART_SIZE=8MiB to stay under 64 MiB)", lastOut(ours)),
+	})
+	return rows
 }

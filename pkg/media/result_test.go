@@ -3,6 +3,7 @@ package media
 import (
 	"context"
 	"errors"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -333,5 +334,20 @@ func TestKeyframeTimesFromBoxes(t *testing.T) {
 				t.Logf("%s: %d keyframes agree (%v)", filepath.Base(f), len(boxes), boxes[:min(len(boxes), 4)])
 			}
 		})
+	}
+}
+
+// Only the first SampleFrames pairs of a stats file count: ffmpeg flushes
+// one more pair, of frames that no longer match, when the output stops.
+func TestMeanSSIMCountsTheSampledFrames(t *testing.T) {
+	stats := "n:1 Y:0.990000 U:0.99 V:0.99 All:0.99 (20.0)\n" +
+		"n:2 Y:0.980000 All:0.98 (17.0)\n" +
+		"n:3 Y:0.970000 All:0.97 (15.2)\n" +
+		"n:4 Y:0.820000 All:0.82 (7.4)\n"
+	if m, n := meanSSIM(stats); n != 3 || math.Abs(m-0.98) > 1e-9 {
+		t.Errorf("meanSSIM = %v over %d frames, want 0.98 over 3", m, n)
+	}
+	if _, n := meanSSIM(""); n != 0 {
+		t.Errorf("empty stats: %d frames", n)
 	}
 }

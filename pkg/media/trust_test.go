@@ -162,8 +162,8 @@ func TestTrustArgsBeforeEveryInput(t *testing.T) {
 		Command("/in.mp4", "/out.mp4", plan),
 		Command("https://bucket.s3.amazonaws.com/TODO/a.mp4?X-Amz-Signature=x", "/out.mp4", plan),
 		Command("http://127.0.0.1:4567/abc/input.mp4", "/out.mp4", plan),
-		sampleArgs("/in.mp4", "/out.mp4", 1, 160, 90),
-		sampleArgs("http://127.0.0.1:4567/abc/input.mp4", "/out.mp4", 1, 160, 90),
+		sampleArgs("/in.mp4", "/out.mp4", []float64{1, 2}, 160, 90),
+		sampleArgs("http://127.0.0.1:4567/abc/input.mp4", "/out.mp4", []float64{1}, 160, 90),
 	} {
 		for i, a := range args {
 			if a != "-i" {

@@ -246,193 +246,223 @@ type outcome struct {
 	err   error
 }
 
-// one decides about and uploads one file.
+// candidate is one library file on its way to TODO/: what the checks
+// before its upload need, its SHA-256 computed once, when first needed.
+type candidate struct {
+	p, rel, key string
+	st          os.FileInfo
+	log         zerolog.Logger
+	sums        *storage.Sums
+}
+
+func (c *candidate) hash() (storage.Sums, error) {
+	if c.sums == nil {
+		s, err := storage.SumFile(c.p)
+		if err != nil {
+			return storage.Sums{}, err
+		}
+		c.sums = &s
+	}
+	return *c.sums, nil
+}
+
+// same says whether an object of size and SHA-256 shaHex holds this very
+// file (by size alone when no SHA-256 was recorded).
+func (c *candidate) same(size int64, shaHex string) (bool, error) {
+	if size != c.st.Size() {
+		return false, nil
+	}
+	if shaHex == "" {
+		return true, nil // nothing to compare: trust the size
+	}
+	h, err := c.hash()
+	return strings.EqualFold(h.SHA256, shaHex), err
+}
+
+// madeFrom says whether the result obj was made from this very file.
+func (c *candidate) madeFrom(obj storage.Object) (bool, error) {
+	srcSize, err := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
+	if err != nil {
+		srcSize = c.st.Size() // no record of its source: assume it is ours
+	}
+	return c.same(srcSize, obj.Metadata[storage.MetaSourceSHA])
+}
+
+// settle ends the checks: with the error of a check, or with skip when
+// the check found this very file (ok).
+func (o *outcome) settle(ok bool, err error, skip string) bool {
+	if err != nil {
+		o.err = err
+		return true
+	}
+	if ok {
+		o.skip = skip
+		return true
+	}
+	return false
+}
+
+// one decides about and uploads one file: each check below may end it
+// (skipped, or an error) before the upload.
 func (u *Uploader) one(ctx context.Context, p string, failed map[string]bool) (o outcome) {
 	o.rel = p
+	c := u.examine(p, &o)
+	if c == nil || u.besideItsResult(ctx, c, &o) || u.accountedFor(ctx, c, failed, &o) || u.notWorthIt(ctx, c, &o) {
+		return o
+	}
+	if u.Cfg.DryRun {
+		c.log.Info().Int64("bytes", c.st.Size()).Msg("would upload")
+		o.skip, o.bytes = SkipDryRunned, c.st.Size()
+		return o
+	}
+	o.bytes, o.err = u.upload(ctx, p, c.key, c.st, c.hash, c.log)
+	return o
+}
+
+// examine names the file in the library and in TODO/ and skips what is
+// excluded, unsafe to name or modified within MIN_AGE (nil then).
+func (u *Uploader) examine(p string, o *outcome) *candidate {
 	rel, err := library.Rel(u.Cfg.Root, p)
 	log := u.Log.With().Str("file", rel).Logger()
 	if err != nil {
 		log.Warn().Err(err).Msg("skipped")
 		o.skip = SkipUnsafe
-		return o
+		return nil
 	}
 	o.rel = rel
 	key, err := library.TodoKey(rel)
 	if err != nil {
 		log.Warn().Err(err).Msg("skipped")
 		o.skip = SkipUnsafe
-		return o
+		return nil
 	}
 	log = log.With().Str("key", key).Logger()
 	if matchAny(u.Cfg.Exclude, path.Base(rel), rel) {
 		o.skip = SkipExcluded
-		return o
+		return nil
 	}
 	st, err := os.Stat(p)
 	if err != nil {
 		o.err = fmt.Errorf("stat %s: %w", p, err)
-		return o
+		return nil
 	}
 	if age := time.Since(st.ModTime()); age < u.Cfg.MinAge {
 		log.Debug().Dur("age", age).Msg("skipped: modified within MIN_AGE")
 		o.skip = SkipTooNew
-		return o
+		return nil
 	}
+	return &candidate{p: p, rel: rel, key: key, st: st, log: log}
+}
 
-	// A file beside its -hevc.mp4: converted before (the original kept
-	// then), or a stranger has the name. Either way nothing is uploaded;
-	// both are reported. The check (HEVC, same duration) is not the
-	// downloader's picture comparison, so nothing here suggests removing
-	// the original. An original spelled .MP4 had <stem>-hevc.mp4 before
-	// spellings were told apart: that counts as its own when no <stem>.mp4
-	// exists (whose name it is now) and it is an HEVC copy of this file.
-	sibRel := library.HevcRel(rel)
+// besideItsResult: a file beside its -hevc.mp4 was converted before (the
+// original kept then), or a stranger has the name. Either way nothing is
+// uploaded; both are reported. The check (HEVC, same duration) is not the
+// downloader's picture comparison, so nothing here suggests removing the
+// original. An original spelled .MP4 had <stem>-hevc.mp4 before spellings
+// were told apart: that counts as its own when no <stem>.mp4 exists (whose
+// name it is now) and it is an HEVC copy of this file.
+func (u *Uploader) besideItsResult(ctx context.Context, c *candidate, o *outcome) bool {
+	sibRel := library.HevcRel(c.rel)
 	sib, _ := library.Path(u.Cfg.Root, sibRel)
 	legacy := false
 	if !exists(sib) {
-		if lk, ok := library.LegacyDoneKey(rel); ok && !exists(strings.TrimSuffix(p, filepath.Ext(p))+".mp4") {
+		if lk, ok := library.LegacyDoneKey(c.rel); ok && !exists(strings.TrimSuffix(c.p, filepath.Ext(c.p))+".mp4") {
 			lrel := strings.TrimPrefix(lk, library.DonePrefix)
 			if lp, _ := library.Path(u.Cfg.Root, lrel); exists(lp) {
 				sibRel, sib, legacy = lrel, lp, true
 			}
 		}
 	}
-	if exists(sib) {
-		if ok, why := u.verifiedSibling(ctx, p, sib); ok {
-			log.Warn().Str("sibling", sibRel).Msg("not uploaded: an HEVC copy of the same duration is beside it; both kept (not compared picture by picture)")
-			o.skip, o.note = SkipConverted, "kept beside "+path.Base(sibRel)+", an HEVC copy of the same duration (not compared picture by picture, so both are kept)"
-			return o
-		} else if !legacy {
-			log.Warn().Str("sibling", sibRel).Str("why", why).Msg("not uploaded: its result name is taken by a file that is not its HEVC copy; rename one of them")
-			o.skip, o.note = SkipSibling, fmt.Sprintf("%s exists but is not its HEVC copy (%s); rename one of them", path.Base(sibRel), why)
-			return o
-		}
-	}
-
-	var sums *storage.Sums // computed once, when first needed
-	hash := func() (storage.Sums, error) {
-		if sums == nil {
-			s, err := storage.SumFile(p)
-			if err != nil {
-				return storage.Sums{}, err
-			}
-			sums = &s
-		}
-		return *sums, nil
-	}
-	same := func(size int64, shaHex string) (bool, error) {
-		if size != st.Size() {
-			return false, nil
-		}
-		if shaHex == "" {
-			return true, nil // nothing to compare: trust the size
-		}
-		h, err := hash()
-		return strings.EqualFold(h.SHA256, shaHex), err
-	}
-
-	// madeFrom: was the result obj made from this very file?
-	madeFrom := func(obj storage.Object) (bool, error) {
-		srcSize, err := strconv.ParseInt(obj.Metadata[storage.MetaSourceSize], 10, 64)
-		if err != nil {
-			srcSize = st.Size() // no record of its source: assume it is ours
-		}
-		return same(srcSize, obj.Metadata[storage.MetaSourceSHA])
-	}
-	// skipped ends the checks: with the error of a check, or with skip
-	// when the check found this very file (ok).
-	skipped := func(ok bool, err error, skip string) bool {
-		if err != nil {
-			o.err = err
-			return true
-		}
-		if ok {
-			o.skip = skip
-			return true
-		}
+	if !exists(sib) {
 		return false
 	}
+	if ok, why := u.verifiedSibling(ctx, c.p, sib); ok {
+		c.log.Warn().Str("sibling", sibRel).Msg("not uploaded: an HEVC copy of the same duration is beside it; both kept (not compared picture by picture)")
+		o.skip, o.note = SkipConverted, "kept beside "+path.Base(sibRel)+", an HEVC copy of the same duration (not compared picture by picture, so both are kept)"
+		return true
+	} else if !legacy {
+		c.log.Warn().Str("sibling", sibRel).Str("why", why).Msg("not uploaded: its result name is taken by a file that is not its HEVC copy; rename one of them")
+		o.skip, o.note = SkipSibling, fmt.Sprintf("%s exists but is not its HEVC copy (%s); rename one of them", path.Base(sibRel), why)
+		return true
+	}
+	return false
+}
 
+// accountedFor: the bucket already holds this very file's result (DONE/),
+// failure record (FAILED/) or upload (TODO/).
+func (u *Uploader) accountedFor(ctx context.Context, c *candidate, failed map[string]bool, o *outcome) bool {
 	// A result in DONE/ made from this very file: the downloader brings it.
-	doneKey, _ := library.DoneKey(rel)
+	doneKey, _ := library.DoneKey(c.rel)
 	if obj, err := u.Store.Head(ctx, doneKey); err == nil {
-		if ok, err := madeFrom(obj); skipped(ok, err, SkipDone) {
-			return o
+		if ok, err := c.madeFrom(obj); o.settle(ok, err, SkipDone) {
+			return true
 		}
-		log.Warn().Str("done", doneKey).Msg("DONE/ holds a result of an earlier version of this file; queueing the current one (the old result will not be installed)")
+		c.log.Warn().Str("done", doneKey).Msg("DONE/ holds a result of an earlier version of this file; queueing the current one (the old result will not be installed)")
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		o.err = fmt.Errorf("check %s: %w", doneKey, err)
-		return o
-	} else if lk, ok := library.LegacyDoneKey(rel); ok && !exists(strings.TrimSuffix(p, filepath.Ext(p))+".mp4") {
+		return o.settle(false, fmt.Errorf("check %s: %w", doneKey, err), "")
+	} else if lk, ok := library.LegacyDoneKey(c.rel); ok && !exists(strings.TrimSuffix(c.p, filepath.Ext(c.p))+".mp4") {
 		// A result made before spellings were told apart (DONE/a-hevc.mp4
 		// for a.MP4): the downloader still installs it when no a.mp4
 		// exists, so it counts only if it was made from this very file.
 		if obj, err := u.Store.Head(ctx, lk); err == nil {
 			if obj.Metadata[storage.MetaSourceSHA] != "" {
-				if ok, err := madeFrom(obj); skipped(ok, err, SkipDone) {
-					return o
+				if ok, err := c.madeFrom(obj); o.settle(ok, err, SkipDone) {
+					return true
 				}
 			}
 		} else if !errors.Is(err, storage.ErrNotFound) {
-			o.err = fmt.Errorf("check %s: %w", lk, err)
-			return o
+			return o.settle(false, fmt.Errorf("check %s: %w", lk, err), "")
 		}
 	}
 
-	failedKey, _ := library.FailedKey(rel)
+	failedKey, _ := library.FailedKey(c.rel)
 	if failed[failedKey] {
 		rec, err := u.failedRecord(ctx, failedKey)
 		if err != nil {
-			o.err = err
-			return o
+			return o.settle(false, err, "")
 		}
 		if rec != nil {
-			if ok, err := same(rec.SourceSize, rec.SourceSHA256); skipped(ok, err, SkipFailed) {
-				return o
+			if ok, err := c.same(rec.SourceSize, rec.SourceSHA256); o.settle(ok, err, SkipFailed) {
+				return true
 			}
-			log.Info().Str("failed", failedKey).Msg("file changed since it failed; trying again")
+			c.log.Info().Str("failed", failedKey).Msg("file changed since it failed; trying again")
 		}
 	}
 
-	if obj, err := u.Store.Head(ctx, key); err == nil {
-		if ok, err := same(obj.Size, obj.SHA256); skipped(ok && obj.SHA256 != "", err, SkipQueued) {
-			return o
+	if obj, err := u.Store.Head(ctx, c.key); err == nil {
+		if ok, err := c.same(obj.Size, obj.SHA256); o.settle(ok && obj.SHA256 != "", err, SkipQueued) {
+			return true
 		}
-		log.Info().Msg("TODO/ holds a different version of this file; replacing it")
+		c.log.Info().Msg("TODO/ holds a different version of this file; replacing it")
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		o.err = fmt.Errorf("check %s: %w", key, err)
-		return o
+		return o.settle(false, fmt.Errorf("check %s: %w", c.key, err), "")
 	}
+	return false
+}
 
-	// A file that does not probe is uploaded anyway: the processor records
-	// why it is bad in FAILED/, so the user sees it and it is not retried.
-	info, err := u.Probe(ctx, p)
+// notWorthIt: already HEVC, or below MIN_BITRATE. A file that does not
+// probe is uploaded anyway: the processor records why it is bad in
+// FAILED/, so the user sees it and it is not retried.
+func (u *Uploader) notWorthIt(ctx context.Context, c *candidate, o *outcome) bool {
+	info, err := u.Probe(ctx, c.p)
 	if err == nil && info.IsHEVC() {
 		o.skip = SkipHevc
-		return o
+		return true
 	} else if err != nil && ctx.Err() != nil {
-		o.err = err
-		return o
+		return o.settle(false, err, "")
 	}
 	// Below MIN_BITRATE an encode saves little or nothing (bitrate.go); a
 	// file whose bit rate is unknown is uploaded (the processor's no-gain
 	// rule is the safety net).
 	if err == nil {
 		if rate, min := VideoBitrate(info), u.Cfg.MinBitrate.For(info); rate > 0 && rate < min {
-			log.Info().Str("reason", SkipBitrate).Str("video_bitrate", FormatBitrate(rate)).Str("min_bitrate", FormatBitrate(min)).
+			c.log.Info().Str("reason", SkipBitrate).Str("video_bitrate", FormatBitrate(rate)).Str("min_bitrate", FormatBitrate(min)).
 				Msg("skipped: its video bitrate is already below MIN_BITRATE; HEVC would save little or nothing")
 			o.skip = SkipBitrate
-			return o
+			return true
 		}
 	}
-	if u.Cfg.DryRun {
-		log.Info().Int64("bytes", st.Size()).Msg("would upload")
-		o.skip, o.bytes = SkipDryRunned, st.Size()
-		return o
-	}
-	n, err := u.upload(ctx, p, key, st, hash, log)
-	o.bytes, o.err = n, err
-	return o
+	return false
 }
 
 func (u *Uploader) upload(ctx context.Context, p, key string, st os.FileInfo, hash func() (storage.Sums, error), log zerolog.Logger) (int64, error) {

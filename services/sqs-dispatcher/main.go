@@ -320,90 +320,18 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	q = adapters.WatchQueue(q, w)
 
-	var l launch.Launcher
-	var wait func()
-	switch {
-	case o.launcher == "ecs" && cmd == "status":
-		// Status only lists tasks, and only when told where: it must work
-		// from any machine with the bucket and queue settings alone.
-		if o.ecs.Cluster != "" && o.ecs.TaskDefinition != "" {
-			o.ecs.Region, o.ecs.Log = o.store.Region, log
-			el, err := ecslaunch.NewLister(ctx, o.ecs)
-			if err != nil {
-				return usageError{err}
-			}
-			l = el
-		}
-	case o.launcher == "ecs":
-		o.ecs.Region, o.ecs.Log = o.store.Region, log
-		if md := met.dispatcher(); md != nil {
-			o.ecs.OnStopped = func(s ecslaunch.Stopped) { md.TaskStopped(s.ExitCode, s.StopCode) }
-		}
-		el, err := ecslaunch.New(ctx, o.ecs)
-		if err != nil {
-			return err
-		}
-		l = el
-	case cmd == "run":
-		ll := local.New(ctx, execProcessor(o.procBin), o.maxTasks, func(j launch.Job, err error) {
-			if ctx.Err() == nil {
-				met.dispatcher().ExecEnded(err)
-			}
-			if err != nil {
-				log.Warn().Str("key", j.Key).Err(err).Msg("processor exited with an error")
-			}
-		})
-		l, wait = ll, ll.Wait
-	default:
-		// Local processors of another dispatcher process are not visible
-		// from here: nothing is known to be running.
+	l, wait, err := newLauncher(ctx, o, cmd, met, log)
+	if err != nil {
+		return err
 	}
 
 	switch cmd {
 	case "trigger":
 		return trigger(ctx, o, st, q, l, log, stdout)
 	case "status":
-		var results queue.Queue
-		if o.queues.Results != "" {
-			if results, err = o.queues.Open(ctx, o.queues.Results, o.store.Region); err != nil {
-				return err
-			}
-		}
-		s, err := dispatcher.CollectStatus(ctx, st, q, results, l)
-		if err != nil {
-			return err
-		}
-		if s.Cost, err = dispatcher.CollectCost(ctx, st, o.budget, s.Time); err != nil {
-			return err
-		}
-		if o.libRoot != "" {
-			if s.Library, err = dispatcher.CollectLibrary(o.libRoot, s.Time); err != nil {
-				return err
-			}
-		}
-		if o.asJSON {
-			return s.WriteJSON(stdout)
-		}
-		return s.WriteTable(stdout)
+		return status(ctx, o, st, q, l, stdout)
 	}
-	if o.launcher == "ecs" {
-		l = adapters.WatchLauncher(l, w, "ECS cluster "+o.ecs.Cluster)
-	}
-	l = met.dispatcher().ObserveLauncher(l, met.heartbeat(), launchReason)
-	go met.queues().Poll(mctx, q, "work", metrics.DepthInterval, log)
-	q = met.queues().Observe(q, "work", met.heartbeat())
-	d := &dispatcher.Dispatcher{Store: st, Queue: q, Launcher: l, Cfg: o.cfg, Log: log}
-	if o.budget.USD > 0 {
-		// A raised BUDGET_USD takes effect at a restart; a new month at once.
-		d.Budget = &dispatcher.Budget{Budget: cost.Budget{Cfg: o.budget, Store: st}}
-	}
-	if md := met.dispatcher(); md != nil {
-		d.OnOutcome = func(out dispatcher.Outcome) { md.Outcome(string(out)) }
-		d.OnLoop = met.heartbeat().Beat
-	}
-	met.ready()
-	log.Info().Str("launcher", o.launcher).Int("max_tasks", o.maxTasks).Str("queue", q.Name()).Msg("dispatching")
-	err = d.Run(ctx)
+	err = run(ctx, mctx, o, st, q, l, w, met, log)
 	if wait != nil {
 		wait()
 	}
@@ -484,4 +412,98 @@ func libraryStatus(o options, stdout io.Writer) error {
 		return s.WriteJSON(stdout)
 	}
 	return s.WriteTable(stdout)
+}
+
+// newLauncher is cmd's view of the processors: ECS (run and trigger; for
+// status only when the cluster and task definition are set), local
+// processors for run (with wait, which waits for them to end), or none.
+func newLauncher(ctx context.Context, o options, cmd string, met *runMetrics, log zerolog.Logger) (l launch.Launcher, wait func(), err error) {
+	switch {
+	case o.launcher == "ecs" && cmd == "status":
+		// Status only lists tasks, and only when told where: it must work
+		// from any machine with the bucket and queue settings alone.
+		if o.ecs.Cluster != "" && o.ecs.TaskDefinition != "" {
+			o.ecs.Region, o.ecs.Log = o.store.Region, log
+			el, err := ecslaunch.NewLister(ctx, o.ecs)
+			if err != nil {
+				return nil, nil, usageError{err}
+			}
+			l = el
+		}
+	case o.launcher == "ecs":
+		o.ecs.Region, o.ecs.Log = o.store.Region, log
+		if md := met.dispatcher(); md != nil {
+			o.ecs.OnStopped = func(s ecslaunch.Stopped) { md.TaskStopped(s.ExitCode, s.StopCode) }
+		}
+		el, err := ecslaunch.New(ctx, o.ecs)
+		if err != nil {
+			return nil, nil, err
+		}
+		l = el
+	case cmd == "run":
+		ll := local.New(ctx, execProcessor(o.procBin), o.maxTasks, func(j launch.Job, err error) {
+			if ctx.Err() == nil {
+				met.dispatcher().ExecEnded(err)
+			}
+			if err != nil {
+				log.Warn().Str("key", j.Key).Err(err).Msg("processor exited with an error")
+			}
+		})
+		l, wait = ll, ll.Wait
+	default:
+		// Local processors of another dispatcher process are not visible
+		// from here: nothing is known to be running.
+	}
+	return l, wait, nil
+}
+
+// status prints the pipeline's state: bucket, queues, processors, this
+// month's cost and, with LIBRARY_ROOT, the library's history.
+func status(ctx context.Context, o options, st storage.Store, q queue.Queue, l launch.Launcher, stdout io.Writer) error {
+	var err error
+	var results queue.Queue
+	if o.queues.Results != "" {
+		if results, err = o.queues.Open(ctx, o.queues.Results, o.store.Region); err != nil {
+			return err
+		}
+	}
+	s, err := dispatcher.CollectStatus(ctx, st, q, results, l)
+	if err != nil {
+		return err
+	}
+	if s.Cost, err = dispatcher.CollectCost(ctx, st, o.budget, s.Time); err != nil {
+		return err
+	}
+	if o.libRoot != "" {
+		if s.Library, err = dispatcher.CollectLibrary(o.libRoot, s.Time); err != nil {
+			return err
+		}
+	}
+	if o.asJSON {
+		return s.WriteJSON(stdout)
+	}
+	return s.WriteTable(stdout)
+}
+
+// run dispatches until ctx ends, with the metrics and the watchdog on the
+// store, queue and launcher.
+func run(ctx, mctx context.Context, o options, st storage.Store, q queue.Queue, l launch.Launcher, w *awserr.Watchdog, met *runMetrics, log zerolog.Logger) error {
+	if o.launcher == "ecs" {
+		l = adapters.WatchLauncher(l, w, "ECS cluster "+o.ecs.Cluster)
+	}
+	l = met.dispatcher().ObserveLauncher(l, met.heartbeat(), launchReason)
+	go met.queues().Poll(mctx, q, "work", metrics.DepthInterval, log)
+	q = met.queues().Observe(q, "work", met.heartbeat())
+	d := &dispatcher.Dispatcher{Store: st, Queue: q, Launcher: l, Cfg: o.cfg, Log: log}
+	if o.budget.USD > 0 {
+		// A raised BUDGET_USD takes effect at a restart; a new month at once.
+		d.Budget = &dispatcher.Budget{Budget: cost.Budget{Cfg: o.budget, Store: st}}
+	}
+	if md := met.dispatcher(); md != nil {
+		d.OnOutcome = func(out dispatcher.Outcome) { md.Outcome(string(out)) }
+		d.OnLoop = met.heartbeat().Beat
+	}
+	met.ready()
+	log.Info().Str("launcher", o.launcher).Int("max_tasks", o.maxTasks).Str("queue", q.Name()).Msg("dispatching")
+	return d.Run(ctx)
 }

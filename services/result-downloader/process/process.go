@@ -139,29 +139,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if t.startFailed, err = listVersions(ctx, o.Store, library.FailedPrefix); err != nil {
 		return rep, err
 	}
-
 	if o.Uploader != nil {
-		o.Progress.SetStatus("uploading", 0, 0, nil)
-		prevUp := o.Uploader.OnUpload
-		o.Uploader.OnUpload = func(key string) {
-			t.mu.Lock()
-			t.uploaded = append(t.uploaded, key)
-			t.mu.Unlock()
-			if prevUp != nil {
-				prevUp(key)
+		if err := runUpload(ctx, o, t, &rep); ctx.Err() != nil || rep.DryRun {
+			rep.Interrupted, rep.Wall = ctx.Err() != nil, time.Since(start)
+			if ctx.Err() != nil {
+				err = ctx.Err()
 			}
-		}
-		sum, err := o.Uploader.Run(ctx)
-		o.Uploader.OnUpload = prevUp
-		rep.Upload, rep.UploadErr, rep.DryRun = &sum, err, o.Uploader.Cfg.DryRun
-		t.uploadFailed = sum.Failed
-		o.Log.Info().Str("summary", sum.String()).Msg("upload finished")
-		if ctx.Err() != nil {
-			rep.Interrupted, rep.Wall = true, time.Since(start)
-			return rep, ctx.Err()
-		}
-		if rep.DryRun {
-			rep.Wall = time.Since(start)
 			return rep, err
 		}
 	}
@@ -185,7 +168,53 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); d.Run(runCtx) }()
+	st := wait(runCtx, o, t, &rep)
+	timedOut := ctx.Err() == nil && runCtx.Err() != nil
+	cancel()
+	wg.Wait()
+	if ctx.Err() == nil {
+		// FAILED/ records written since the downloader's last reconcile
+		// reach the history, and NOTIFY_URL, now rather than next run.
+		if _, err := d.RecordFailures(context.WithoutCancel(ctx)); err != nil {
+			o.Log.Warn().Err(err).Msg("history: FAILED/ records not all recorded")
+		}
+		// One last look so the report counts the final state.
+		if s, err := look(context.WithoutCancel(ctx), o, t); err == nil {
+			st = s
+		}
+	}
+	err = report(ctx, o, t, st, timedOut, &rep)
+	rep.Wall = time.Since(start)
+	return rep, err
+}
 
+// runUpload runs the Uploader, recording what it queues in t, and returns its
+// error.
+func runUpload(ctx context.Context, o Options, t *tracker, rep *Report) error {
+	o.Progress.SetStatus("uploading", 0, 0, nil)
+	prevUp := o.Uploader.OnUpload
+	o.Uploader.OnUpload = func(key string) {
+		t.mu.Lock()
+		t.uploaded = append(t.uploaded, key)
+		t.mu.Unlock()
+		if prevUp != nil {
+			prevUp(key)
+		}
+	}
+	sum, err := o.Uploader.Run(ctx)
+	o.Uploader.OnUpload = prevUp
+	rep.Upload, rep.UploadErr, rep.DryRun = &sum, err, o.Uploader.Cfg.DryRun
+	t.uploadFailed = sum.Failed
+	o.Log.Info().Str("summary", sum.String()).Msg("upload finished")
+	return err
+}
+
+// wait looks at the bucket and queues every Poll, with progress, until
+// everything is drained (two idle looks in a row), a stall is certain, or
+// runCtx ends; it says when nothing has moved for StallAfter, and returns
+// the last state seen.
+func wait(runCtx context.Context, o Options, t *tracker, rep *Report) state {
+	d := o.Downloader
 	var st state
 	idle := false
 	// Nothing moved since lastMove: said at most every StallAfter.
@@ -193,8 +222,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	lastMove, lastSaid := time.Now(), time.Time{}
 	for {
 		next := o.Poll
-		st, err = look(runCtx, o, t)
+		s, err := look(runCtx, o, t)
 		if err == nil {
+			st = s
 			o.Progress.SetStatus(st.text(), int64(st.done), int64(st.total()), st.fields())
 			if sig := st.signature(d.Busy()); sig != moved || d.Busy() > 0 {
 				moved, lastMove = sig, time.Now()
@@ -211,7 +241,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			}
 			if st.drained() && d.Busy() == 0 {
 				if idle {
-					break // two idle looks in a row
+					return st // two idle looks in a row
 				}
 				idle, next = true, min(o.Poll, time.Second)
 			} else {
@@ -219,36 +249,23 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			}
 			if st.stalled != "" && st.waiting == 0 && d.Busy() == 0 {
 				rep.Stalled = st.stalled
-				break
+				return st
 			}
 		} else if runCtx.Err() == nil {
 			o.Log.Warn().Err(err).Msg("listing the bucket failed; retrying")
 		}
 		select {
 		case <-runCtx.Done():
+			return st
 		case <-time.After(next):
 		}
-		if runCtx.Err() != nil {
-			break
-		}
 	}
-	timedOut := ctx.Err() == nil && runCtx.Err() != nil
-	cancel()
-	wg.Wait()
-	if ctx.Err() == nil {
-		// FAILED/ records written since the downloader's last reconcile
-		// reach the history, and NOTIFY_URL, now rather than next run.
-		if _, err := d.RecordFailures(context.WithoutCancel(ctx)); err != nil {
-			o.Log.Warn().Err(err).Msg("history: FAILED/ records not all recorded")
-		}
-	}
-	if lctx := context.WithoutCancel(ctx); ctx.Err() == nil {
-		// One last look so the report counts the final state.
-		if s, err := look(lctx, o, t); err == nil {
-			st = s
-		}
-	}
+}
 
+// report fills rep from t and the final state st, and returns the run's
+// error: failures, unsettled uploads, an interruption, a time-out or a
+// stall.
+func report(ctx context.Context, o Options, t *tracker, st state, timedOut bool, rep *Report) error {
 	t.mu.Lock()
 	rep.Installed, rep.BytesBefore, rep.BytesAfter = t.installed, t.before, t.after
 	for k, s := range t.stuck {
@@ -273,7 +290,6 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		rep.Unsettled = t.unsettled(context.WithoutCancel(ctx), o.Store, root)
 	}
-	rep.Wall = time.Since(start)
 
 	var errs []error
 	if rep.UploadErr != nil {
@@ -293,7 +309,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	case rep.Stalled != "":
 		errs = append(errs, errors.New(rep.Stalled))
 	}
-	return rep, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // state is one look at the bucket.
