@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -167,7 +168,11 @@ func buildImages(t testing.TB) map[string]*imageBuild {
 			// in the build): make sure it has every module.
 			hostBinary(t, svc)
 			df := filepath.Join("deployments", "docker", svc+".Dockerfile")
-			imagesBuilt[svc] = buildImage(t, df, imageName(svc), "")
+			b := buildImage(t, df, imageName(svc), "")
+			if b.Err == nil && platformArch() == runtime.GOARCH {
+				b.Err = sameBinary(t, imageName(svc), svc)
+			}
+			imagesBuilt[svc] = b
 			buildOrder = append(buildOrder, svc)
 		}
 	})
@@ -505,4 +510,37 @@ dpkg-query -W -f '${Installed-Size} ${Package}\n' | sort -rn | head -n 12`
 		}
 	}
 	report(t, "What bounds the images with ffmpeg (linux/"+platformArch()+")", lines...)
+}
+
+// sameBinary checks that the image's /usr/local/bin/<svc> is, byte for
+// byte, what the sources build here with the Dockerfiles' flags (Go builds
+// are reproducible): a build that reused a stale layer (buildah does not
+// hash the bind-mounted sources; podman.sh passes SOURCE_ID for that)
+// would test yesterday's code.
+func sameBinary(t testing.TB, image, svc string) error {
+	t.Helper()
+	want, err := os.ReadFile(hostBinary(t, svc))
+	if err != nil {
+		return err
+	}
+	ctr, err := podman(t, "create", image)
+	if err != nil {
+		return fmt.Errorf("podman create %s: %v: %s", image, err, ctr)
+	}
+	// The ID is the last line (podman may warn before it).
+	lines := strings.Fields(strings.TrimSpace(ctr))
+	ctr = lines[len(lines)-1]
+	defer podman(t, "rm", "-f", ctr)
+	got := filepath.Join(t.TempDir(), svc)
+	if out, err := podman(t, "cp", ctr+":/usr/local/bin/"+svc, got); err != nil {
+		return fmt.Errorf("podman cp %s from %s: %v: %s", svc, image, err, out)
+	}
+	b, err := os.ReadFile(got)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(b, want) {
+		return fmt.Errorf("%s: /usr/local/bin/%s (%d bytes) is not what these sources build (%d bytes): a stale build layer", image, svc, len(b), len(want))
+	}
+	return nil
 }

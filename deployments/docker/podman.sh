@@ -163,9 +163,14 @@ case "${1:-}" in
       for a in "$@"; do case "$a" in BUILDPLATFORM=*) unset 'args[${#args[@]}-1]' ;; *) args+=("$a") ;; esac; done
       set -- "${args[@]}"
     fi
+    # The sources' identity: buildah's layer cache does not look into the
+    # bind mount the Go build reads them from (BuildKit's does), so without
+    # it a changed source would get the previous build's binary.
+    source_id=$( (cd "$root" && git ls-files -z -co --exclude-standard | xargs -0 -r sha256sum 2>/dev/null) | sha256sum | cut -c1-16)
     # Docker's image format: the OCI format has no HEALTHCHECK (buildah
     # drops it with a warning), and Docker/Portainer read it from there.
     podman build --pull=never --layers --format docker -f "$df" -t "$image" \
+      --build-arg "SOURCE_ID=$source_id" \
       -v "$(go env GOMODCACHE)/cache/download:$GOMODCACHE_MOUNT:ro" "$@" "$root"
     ;;
   env)

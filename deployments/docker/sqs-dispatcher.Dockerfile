@@ -16,6 +16,10 @@ ARG DEBIAN_RELEASE=bookworm
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-${DEBIAN_RELEASE} AS build
 ARG TARGETOS
 ARG TARGETARCH
+# Changes with the sources (podman.sh passes a hash of them): buildah, unlike
+# BuildKit, leaves a bind mount's contents out of its layer cache key, and
+# would otherwise reuse the binary of an older build.
+ARG SOURCE_ID
 WORKDIR /src
 # The whole context is bind-mounted read-only (go.work needs every module it
 # lists); the module and build caches persist across builds.

@@ -303,6 +303,7 @@ func (d *Downloader) handleMessage(ctx context.Context, m queue.Message) {
 		}
 		return
 	}
+	d.Log.Debug().Str("message", m.ID).Int("receive_count", m.ReceiveCount).Int("records", len(recs)).Msg("results message received")
 	stop := d.hold(ctx, m.Receipt)
 	retry := false
 	for _, r := range recs {
@@ -338,7 +339,9 @@ func (d *Downloader) handleMessage(ctx context.Context, m queue.Message) {
 	}
 	if err := d.Queue.Delete(context.WithoutCancel(ctx), m.Receipt); err != nil {
 		d.Log.Warn().Err(err).Msg("delete results message")
+		return
 	}
+	d.Log.Debug().Str("message", m.ID).Msg("results message deleted")
 }
 
 // hold keeps a message invisible while its result is installed (a large
