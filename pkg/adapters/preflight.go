@@ -24,15 +24,18 @@ import (
 // setting exits within it (and well within the 10 s an operator waits).
 const PreflightTimeout = 7 * time.Second
 
-// ErrNoAnswer is wrapped by Preflight's error when an endpoint could not be
-// reached or did not answer in time: a wrong S3_ENDPOINT, or a peer that is
-// down or slow for now. A job (the processor) retries it later rather than
-// taking it for bad configuration. It adds nothing to the message.
-var ErrNoAnswer = noAnswer{}
+// noAnswer is Preflight's error when an endpoint could not be reached or
+// did not answer in time: a wrong S3_ENDPOINT, or a peer that is down or
+// slow for now (IsNoAnswer).
+type noAnswer struct{ error }
 
-type noAnswer struct{}
-
-func (noAnswer) Error() string { return "" }
+// IsNoAnswer reports whether Preflight failed because an endpoint could not
+// be reached or did not answer in time. A job (the processor) retries that
+// later rather than taking it for bad configuration.
+func IsNoAnswer(err error) bool {
+	var e noAnswer
+	return errors.As(err, &e)
+}
 
 // Checks name what a service is about to use.
 type Checks struct {
@@ -189,10 +192,10 @@ func (t target) describe(ctx context.Context, err error, timeout time.Duration) 
 	case awserr.WrongRegion:
 		return fmt.Errorf("AWS_REGION: %s is not in region %q%s", t.what, t.region, paren)
 	case awserr.Unreachable:
-		return fmt.Errorf("%s: cannot reach %s at %s: %s%w", endpointVar, t.service, t.at(), netReason(err), ErrNoAnswer)
+		return noAnswer{fmt.Errorf("%s: cannot reach %s at %s: %s", endpointVar, t.service, t.at(), netReason(err))}
 	}
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: no answer from %s at %s within %s%w", endpointVar, t.service, t.at(), timeout, ErrNoAnswer)
+		return noAnswer{fmt.Errorf("%s: no answer from %s at %s within %s", endpointVar, t.service, t.at(), timeout)}
 	}
 	return fmt.Errorf("%s: checking %s at %s: %s", t.varName, t.what, t.at(), oneLine(err.Error()))
 }

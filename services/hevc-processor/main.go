@@ -132,12 +132,12 @@ func realMain(ctx context.Context, args []string) error {
 	// heartbeat and delete its message, and the dispatcher checked the queue.
 	job := launch.Job{Key: key, QueueURL: queues.Work, Receipt: receipt, ReceiveCount: count}
 	if err := adapters.Preflight(ctx, adapters.Checks{Store: &store, Log: log}); err != nil {
-		if errors.Is(err, adapters.ErrNoAnswer) && ctx.Err() == nil {
+		if adapters.IsNoAnswer(err) && ctx.Err() == nil {
 			// S3 down or slow for now (a restart, a cold network): retried
 			// after the backoff, not left hidden until START_GRACE ends.
 			queues.NoDeadLetter = true
 			if q, qerr := queues.Open(ctx, queues.Work, store.Region); qerr == nil {
-				(&processor.Processor{Queue: q}).RetryLater(ctx, job, log.With().Str("key", key).Logger())
+				processor.RetryLater(ctx, q, job, log.With().Str("key", key).Logger())
 			}
 			return transientError{err}
 		}

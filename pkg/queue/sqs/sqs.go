@@ -231,9 +231,6 @@ func (q *Queue) Receive(ctx context.Context, n int, wait time.Duration) ([]queue
 	return receive(ctx, q.client, q.url, n, wait, q.visibility)
 }
 
-// receiveMargin is how long past its wait a receive may take.
-const receiveMargin = 40 * time.Second
-
 func receive(ctx context.Context, client *sqs.Client, url string, n int, wait, visibility time.Duration) ([]queue.Message, error) {
 	n = min(maxBatch, max(1, n))
 	wait = min(maxWait, max(0, wait))
@@ -250,12 +247,7 @@ func receive(ctx context.Context, client *sqs.Client, url string, n int, wait, v
 	if visibility > 0 {
 		in.VisibilityTimeout = seconds(visibility)
 	}
-	// A long poll answers within its wait; one that does not (a half-open
-	// connection behind a NAT, a hung peer) would stall the consumer
-	// silently, so it is given up after a margin and the loop polls again.
-	rctx, cancel := context.WithTimeout(ctx, wait+receiveMargin)
-	defer cancel()
-	out, err := client.ReceiveMessage(rctx, in)
+	out, err := client.ReceiveMessage(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("sqs receive from %s: %w", url, err)
 	}

@@ -137,7 +137,7 @@ func (p *Processor) Process(ctx context.Context, job launch.Job) (Result, error)
 	default:
 		// Hand the job back now, with a backoff, rather than after the
 		// visibility the heartbeat (or the dispatcher's start grace) set.
-		p.RetryLater(ctx, job, log)
+		RetryLater(ctx, p.Queue, job, log)
 		log.Warn().Err(err).Msg("transient failure; the message will be redelivered")
 		return res, err
 	}
@@ -398,14 +398,15 @@ func (p *Processor) release(job launch.Job, log zerolog.Logger) {
 // receive count: a transient failure (the store restarting, a network
 // blip) is retried within seconds, and a lasting one ever more slowly until
 // maxReceiveCount dead-letters it.
-func (p *Processor) RetryLater(ctx context.Context, job launch.Job, log zerolog.Logger) {
-	if p.Queue == nil || job.Receipt == "" {
+// q may be nil (no queue: nothing to hand back).
+func RetryLater(ctx context.Context, q queue.Queue, job launch.Job, log zerolog.Logger) {
+	if q == nil || job.Receipt == "" {
 		return
 	}
 	delay := queue.RetryDelay(job.ReceiveCount)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := p.Queue.ChangeVisibility(ctx, job.Receipt, delay); err != nil {
+	if err := q.ChangeVisibility(ctx, job.Receipt, delay); err != nil {
 		log.Warn().Err(err).Msg("schedule the retry; the message reappears after its visibility timeout")
 		return
 	}

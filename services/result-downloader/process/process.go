@@ -140,11 +140,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return rep, err
 	}
 	if o.Uploader != nil {
-		if err := runUpload(ctx, o, t, &rep); ctx.Err() != nil || rep.DryRun {
-			rep.Interrupted, rep.Wall = ctx.Err() != nil, time.Since(start)
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
+		err := runUpload(ctx, o, t, &rep)
+		if ctx.Err() != nil {
+			rep.Interrupted, rep.Wall = true, time.Since(start)
+			return rep, ctx.Err()
+		}
+		if rep.DryRun {
+			rep.Wall = time.Since(start)
 			return rep, err
 		}
 	}
