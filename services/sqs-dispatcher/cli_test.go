@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -360,8 +361,9 @@ func TestHelpAndConfigErrors(t *testing.T) {
 			t.Errorf("%s=%s: %v", v, val, err)
 		}
 	}
-	if out, _ := command(t, map[string]string{}, "run", "--help"); !strings.Contains(out, "RECONCILE_INTERVAL") || !strings.Contains(out, "s3:ObjectCreated") {
-		t.Errorf("run help lacks the reconcile or the event spellings:\n%s", out)
+	if out, _ := command(t, map[string]string{}, "run", "--help"); !strings.Contains(out, "RECONCILE_INTERVAL") || !strings.Contains(out, "s3:ObjectCreated") ||
+		!regexp.MustCompile(`RECONCILE_INTERVAL\n[^\n]*\(default 10m0s\)`).MatchString(out) {
+		t.Errorf("run help lacks the reconcile (default 10 min) or the event spellings:\n%s", out)
 	}
 
 	// The processor binary: --help exits 0 and documents its exit statuses;

@@ -24,6 +24,9 @@ func (s *Store) DeleteIfSHA256(ctx context.Context, key, sha256 string) error {
 	h, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		if isNotFound(err) {
+			if err := s.missing(ctx, "head", key); !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
 			return nil
 		}
 		return fmt.Errorf("s3 head %s: %w", key, err)

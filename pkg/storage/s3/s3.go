@@ -159,11 +159,25 @@ func (s *Store) Head(ctx context.Context, key string) (storage.Object, error) {
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		if isNotFound(err) {
-			return storage.Object{}, fmt.Errorf("s3 head %s: %w", key, storage.ErrNotFound)
+			return storage.Object{}, s.missing(ctx, "head", key)
 		}
 		return storage.Object{}, fmt.Errorf("s3 head %s: %w", key, err)
 	}
 	return object(key, aws.ToInt64(out.ContentLength), out.LastModified, out.Metadata), nil
+}
+
+// missing is the error for a HEAD of key answered 404. A HEAD's answer has
+// no body to say whether the key or the bucket is missing, and callers take
+// storage.ErrNotFound for "already processed" (and delete the key's work or
+// results message): a wrong or deleted bucket, our own configuration, must
+// never read that way. A one-key listing answers with a body (NoSuchBucket,
+// AccessDenied), so it decides: only when it works is the key missing.
+func (s *Store) missing(ctx context.Context, op, key string) error {
+	_, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &key, MaxKeys: aws.Int32(1)})
+	if err != nil {
+		return fmt.Errorf("s3 %s %s: not found, and bucket %s cannot be listed: %w", op, key, s.bucket, err)
+	}
+	return fmt.Errorf("s3 %s %s: %w", op, key, storage.ErrNotFound)
 }
 
 // List returns one page of keys under prefix (ListObjectsV2; the token is
@@ -252,6 +266,8 @@ func isNotFound(err error) bool {
 		switch ae.ErrorCode() {
 		case "NoSuchKey", "NotFound", "NoSuchObject":
 			return true
+		case "NoSuchBucket":
+			return false // our configuration, never "already processed"
 		}
 	}
 	var re *awshttp.ResponseError

@@ -409,11 +409,16 @@ func TestNotificationsReachSQS(t *testing.T) {
 	}
 }
 
-// hostRecorder answers every request with 404 and records the host.
+// hostRecorder records the host of every request and answers like a
+// bucket without keys: 404 to a HEAD, an empty listing to a list.
 type hostRecorder struct{ hosts []string }
 
 func (h *hostRecorder) Do(r *http.Request) (*http.Response, error) {
 	h.hosts = append(h.hosts, r.URL.Host)
+	if r.URL.Query().Get("list-type") == "2" {
+		body := `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>`
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+	}
 	return &http.Response{StatusCode: 404, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
 }
 
@@ -440,8 +445,10 @@ func TestEndpointOptions(t *testing.T) {
 		if _, err := s.Head(ctx, "k"); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("%+v: head: %v", tc.cfg, err)
 		}
-		if len(rec.hosts) != 1 || rec.hosts[0] != tc.host {
-			t.Errorf("%+v: requests went to %v, want %s", tc.cfg, rec.hosts, tc.host)
+		// The HEAD, and the listing that tells a missing key from a
+		// missing bucket.
+		if len(rec.hosts) != 2 || rec.hosts[0] != tc.host || rec.hosts[1] != tc.host {
+			t.Errorf("%+v: requests went to %v, want %s twice", tc.cfg, rec.hosts, tc.host)
 		}
 	}
 	t.Setenv("AWS_REGION", "")

@@ -785,3 +785,28 @@ func TestFinishingOverlapsNextDownload(t *testing.T) {
 }
 
 func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// TestBucketGoneIsNotMissing: a GET in a bucket that is not there (our
+// configuration, or a bucket deleted under a running service) says
+// NoSuchBucket; the result is not taken for one already installed by
+// another downloader ("missing"), whose message would be deleted, and the
+// original stays where it is.
+func TestBucketGoneIsNotMissing(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	f := newFixture(t, "s3")
+	rel := "gone-bucket/clip.mp4"
+	testutil.Clip(t, f.path(rel), clip2s)
+	key, _ := testutil.PutResult(t, f.st, f.root, rel, testutil.ResultOpts{})
+	st, err := s3store.New(context.Background(), awstest.Shared(t).StoreConfig("no-such-bucket-here"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.d.Store = st
+	res, err := f.d.Install(context.Background(), key)
+	if err == nil || res.Outcome == downloader.Missing {
+		t.Fatalf("install from a missing bucket: %+v, %v; want an error, not %q", res, err, downloader.Missing)
+	}
+	if _, err := os.Stat(f.path(rel)); err != nil {
+		t.Errorf("original: %v", err)
+	}
+}
