@@ -492,7 +492,7 @@ func (r overheadRuns) rows(m mode, c Clip, threads string) []Result {
 		"the ratio of the medians is %.3f); ours = the hevc-processor binary: "+
 		"S3 HEAD, presigned-URL streaming input, probe, encode (x265 %s and the balanced tune %s; bare leaves the frame threads to x265: one frame at a time below 4 CPUs) with the video "+
 		"decoded as it is encoded at SCHED_IDLE priority (run after the encode, that decode takes %.1f s on this output), "+
-		"and sampled pictures (the encoder's frames of the original and the live decode's of the output) compared, then probe + a read of every packet, overlapped with the upload, DELETE TODO/, delete message; "+
+		"and sampled pictures (the encoder's frames of the original and the live decode's of the output) compared, then probe + a read of every packet (both processes started with the encode, reading once it ends, alongside the rest of the live decode), overlapped with the upload, DELETE TODO/, delete message; "+
 		"output %d bytes (bare %d); MinIO + SQS server used %.1f CPU s per run on the same CPUs; load %.1f",
 		c.Title, c.Secs, len(bare), joinF(bare), joinF(walls(ours)), joinP(ratios(walls(ours), bare), 3), mo/mb, threads, media.BalancedTune, decode, lastOut(ours), bareSize, serverCPU(ours), procstat.LoadAvg())
 	if around := aroundEncode(ours); around > 0 {

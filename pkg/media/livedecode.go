@@ -38,6 +38,13 @@ type Decoded struct {
 //
 // Errors are Encode's; a decode failure wraps ErrVerify.
 func EncodeAndDecode(ctx context.Context, input, output string, plan Plan, onProgress func(Progress)) (d Decoded, err error) {
+	return EncodeAndDecodeFor(ctx, input, output, plan, onProgress, nil)
+}
+
+// EncodeAndDecodeFor is EncodeAndDecode releasing rb (StartReadback of
+// output; may be nil) the moment the encoder has finished output, so that
+// the verification's readers run alongside the rest of the live decode.
+func EncodeAndDecodeFor(ctx context.Context, input, output string, plan Plan, onProgress func(Progress), rb *Readback) (d Decoded, err error) {
 	if len(plan.Args) == 0 {
 		return d, fmt.Errorf("encode %s: empty plan", input)
 	}
@@ -94,6 +101,9 @@ func EncodeAndDecode(ctx context.Context, input, output string, plan Plan, onPro
 	}
 	encErr := runEncoder(ctx, input, args, plan.Duration, onProgress)
 	close(encoded) // the spool is complete (or abandoned): the decoder drains it
+	if encErr == nil && rb != nil {
+		rb.Release()
+	}
 	if encErr != nil {
 		cancelDecode()
 	}

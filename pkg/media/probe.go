@@ -156,6 +156,12 @@ type probeJSON struct {
 // ffprobe's message (the partial Info is still returned). A missing file,
 // a network failure or a cancelled ctx are not ErrBadInput.
 func Probe(ctx context.Context, input string) (Info, error) {
+	return probeWith(ctx, input, (*exec.Cmd).Start)
+}
+
+// probeWith is Probe, starting ffprobe with start (startIdle: at the
+// SCHED_IDLE priority).
+func probeWith(ctx context.Context, input string, start func(*exec.Cmd) error) (Info, error) {
 	info := Info{Path: input, Tags: map[string]string{}}
 	// ffmpeg-go's Probe has no context parameter, so the same arguments are
 	// built with its KwArgs renderer and run under ctx here.
@@ -167,7 +173,11 @@ func Probe(ctx context.Context, input string) (Info, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "ffprobe", args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err := start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		msg := oneLine(stderr.String())
 		switch {
 		case ctx.Err() != nil:

@@ -100,6 +100,16 @@ func VerifyResult(ctx context.Context, originalPath, resultPath string) error {
 // verification 2-4 times shorter. It returns the output's Info; errors are
 // VerifyDecoded's and VerifyResult's (the read's first when both fail).
 func VerifyEncoded(ctx context.Context, in Info, originalPath, output string, d Decoded) (Info, error) {
+	return verifyEncoded(ctx, in, originalPath, output, d, nil)
+}
+
+// VerifyReadBack is VerifyEncoded with VerifyDecoded's readers started
+// before the encode (rb, of the output EncodeAndDecodeFor wrote).
+func VerifyReadBack(ctx context.Context, in Info, originalPath string, rb *Readback, d Decoded) (Info, error) {
+	return verifyEncoded(ctx, in, originalPath, rb.output, d, rb)
+}
+
+func verifyEncoded(ctx context.Context, in Info, originalPath, output string, d Decoded, rb *Readback) (Info, error) {
 	pctx, cancelPictures := context.WithCancel(ctx)
 	defer cancelPictures()
 	pics := make(chan error, 1)
@@ -109,7 +119,13 @@ func VerifyEncoded(ctx context.Context, in Info, originalPath, output string, d 
 	} else {
 		go func() { pics <- comparePictures(pctx, in, originalPath, output) }()
 	}
-	out, err := VerifyDecoded(ctx, in, output, d)
+	var out Info
+	var err error
+	if rb != nil {
+		out, err = rb.Verify(ctx, in, d)
+	} else {
+		out, err = VerifyDecoded(ctx, in, output, d)
+	}
 	if err == nil {
 		if problems := compareShape(in, out); len(problems) > 0 {
 			err = fmt.Errorf("%w: %s: %s", ErrVerify, output, strings.Join(problems, "; "))

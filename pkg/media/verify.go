@@ -38,6 +38,11 @@ func verifyProbed(ctx context.Context, in Info, output string) (Info, error) {
 		}
 		return out, fmt.Errorf("verify %s: %w", output, err)
 	}
+	return checkProbed(in, out, output)
+}
+
+// checkProbed is verifyProbed's verdict on out, the probe of output.
+func checkProbed(in, out Info, output string) (Info, error) {
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 

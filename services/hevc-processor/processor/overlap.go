@@ -27,7 +27,7 @@ import (
 // EOF, so DONE/ appears only for a verified output. A failed verification
 // aborts the upload (nothing is committed) and is returned as is (it
 // wraps media.ErrVerify when the output does not match).
-func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, input string, decoded media.Decoded, out, key string, size int64, md map[string]string) error {
+func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, input string, decoded media.Decoded, out string, rb *media.Readback, key string, size int64, md map[string]string) error {
 	// The SHA-256 goes into the object's metadata, which S3 fixes when a
 	// multipart upload starts: hash first (a fraction of a second per
 	// 100 MB), then stream.
@@ -50,7 +50,12 @@ func (p *Processor) verifyAndUpload(ctx context.Context, info media.Info, input 
 	go func() {
 		defer close(v.done)
 		// info is the input's probe: VerifyEncoded probes neither file again.
-		_, err := media.VerifyEncoded(vctx, info, input, out, decoded)
+		var err error
+		if rb != nil {
+			_, err = media.VerifyReadBack(vctx, info, input, rb, decoded)
+		} else {
+			_, err = media.VerifyEncoded(vctx, info, input, out, decoded)
+		}
 		if err = redact(err, input); err != nil {
 			v.err = err
 			cancelUpload(err) // stop sending parts nobody will commit
@@ -132,6 +137,14 @@ func (e *earlyProbe) close() {
 	e.cancel()
 	<-e.done
 	e.px.Close()
+}
+
+// verifyDecoded is media.VerifyDecoded, with rb's readers when there are.
+func (p *Processor) verifyDecoded(ctx context.Context, info media.Info, out string, d media.Decoded, rb *media.Readback) (media.Info, error) {
+	if rb != nil {
+		return rb.Verify(ctx, info, d)
+	}
+	return media.VerifyDecoded(ctx, info, out, d)
 }
 
 // verdict is the outcome of the verification, known once done is closed.

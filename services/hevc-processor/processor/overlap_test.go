@@ -55,7 +55,7 @@ func TestVerifyAndUploadCommitsVerifiedOutput(t *testing.T) {
 	}
 	p := &Processor{Store: st, Log: zerolog.Nop()}
 	key := "DONE/a/clip-hevc.mp4"
-	if err := p.verifyAndUpload(context.Background(), info, in, d, out, key, 0, map[string]string{"duration": "1.000"}); err != nil {
+	if err := p.verifyAndUpload(context.Background(), info, in, d, out, nil, key, 0, map[string]string{"duration": "1.000"}); err != nil {
 		t.Fatal(err)
 	}
 	obj, err := st.Head(context.Background(), key)
@@ -79,7 +79,7 @@ func TestVerifyAndUploadCommitsNothingWhenVerificationFails(t *testing.T) {
 	}
 	p := &Processor{Store: st, Log: zerolog.Nop()}
 	key := "DONE/a/clip-hevc.mp4"
-	err = p.verifyAndUpload(context.Background(), info, in, d, out, key, 0, nil)
+	err = p.verifyAndUpload(context.Background(), info, in, d, out, nil, key, 0, nil)
 	if !errors.Is(err, media.ErrVerify) {
 		t.Fatalf("err = %v, want ErrVerify", err)
 	}
@@ -104,7 +104,7 @@ func TestVerifyAndUploadRefusesAnotherPicture(t *testing.T) {
 	}
 	p := &Processor{Store: st, Log: zerolog.Nop()}
 	key := "DONE/a/clip-hevc.mp4"
-	err = p.verifyAndUpload(context.Background(), info, in, d, out, key, 0, nil)
+	err = p.verifyAndUpload(context.Background(), info, in, d, out, nil, key, 0, nil)
 	if !errors.Is(err, media.ErrVerify) || !strings.Contains(err.Error(), "picture differs") {
 		t.Fatalf("err = %v, want ErrVerify naming the picture", err)
 	}

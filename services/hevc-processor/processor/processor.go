@@ -226,8 +226,17 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	if len(plan.Dropped) > 0 {
 		log.Info().Strs("dropped", plan.Dropped).Msg("streams MP4 cannot carry are dropped")
 	}
+	// The verification's readers of the output start now, their start-up
+	// off the critical path (media.Readback); without them (no loopback
+	// port) the verification starts its own after the encode.
+	rb, err := media.StartReadback(ctx, out)
+	if err != nil {
+		log.Warn().Err(err).Msg("verification readers not started early")
+	} else {
+		defer rb.Close()
+	}
 	// The output's video is decoded while it is encoded (media.EncodeAndDecode).
-	decoded, err := media.EncodeAndDecode(ctx, in, out, plan, progressLogger(log))
+	decoded, err := media.EncodeAndDecodeFor(ctx, in, out, plan, progressLogger(log), rb)
 	if errors.Is(err, media.ErrVerify) {
 		return res, verifyFailure(rel, job.Key, err)
 	}
@@ -245,7 +254,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	}
 	res.OutSize = st.Size()
 	if res.OutSize >= res.InSize {
-		if _, err := media.VerifyDecoded(ctx, info, out, decoded); err != nil {
+		if _, err := p.verifyDecoded(ctx, info, out, decoded, rb); err != nil {
 			return res, verifyFailure(rel, job.Key, err)
 		}
 		res.Outcome, res.Reason = NoGain, fmt.Sprintf("HEVC output (%d bytes) is not smaller than the input (%d bytes); original kept", res.OutSize, res.InSize)
@@ -272,7 +281,7 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	// Verification and upload overlap; DONE/ is committed only once the
 	// output is verified (overlap.go).
 	log.Info().Int64("in_bytes", res.InSize).Int64("out_bytes", res.OutSize).Msg("verifying and uploading result")
-	if err := p.verifyAndUpload(log.WithContext(ctx), info, in, decoded, out, doneKey, res.OutSize, md); err != nil {
+	if err := p.verifyAndUpload(log.WithContext(ctx), info, in, decoded, out, rb, doneKey, res.OutSize, md); err != nil {
 		if errors.Is(err, media.ErrVerify) {
 			return res, verifyFailure(rel, job.Key, err)
 		}
