@@ -42,6 +42,11 @@ type opts struct {
 	only     string
 }
 
+// osAWS is the AWS CLI the comparison runs: the OS package's, which
+// scripts/deps.sh bench installs when it is missing, whatever other aws
+// comes first on PATH (main_test.go keeps the two in step).
+const osAWS = "/usr/bin/aws"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "transfer:", err)
@@ -60,7 +65,7 @@ func run() error {
 	flag.StringVar(&size, "size", defSize, "size of the large file (its HEVC result; the H.264 original is about as large)")
 	flag.IntVar(&o.files, "files", defFiles, "number of small files (about 1 MiB each)")
 	flag.IntVar(&o.runs, "runs", defRuns, "runs per case and side (the median is reported)")
-	flag.StringVar(&o.awsCLI, "aws", "/usr/bin/aws", "AWS CLI (the OS package, which scripts/deps.sh bench installs)")
+	flag.StringVar(&o.awsCLI, "aws", osAWS, "AWS CLI (the OS package, which scripts/deps.sh bench installs)")
 	flag.StringVar(&o.up, "uploader", "", "s3-uploader binary (default: go build ../../services/s3-uploader)")
 	flag.StringVar(&o.down, "downloader", "", "result-downloader binary (default: go build ../../services/result-downloader)")
 	flag.StringVar(&upArgs, "uploader-args", "", "extra flags for s3-uploader, space-separated (e.g. --concurrency 8)")

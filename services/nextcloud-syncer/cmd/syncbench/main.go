@@ -93,16 +93,9 @@ func run() error {
 	libDir := flag.String("lib-dir", "", "where the tools write (default: the work directory, under $TMPDIR)")
 	only := flag.String("case", "", "run only the case whose name starts with this (a or b)")
 	flag.Parse()
-	cases := []benchCase{
-		{name: "a: 1000 files x 100 KiB", files: 1000, size: 100 << 10, target: 1.5},
-		{name: "b: 5 files x 200 MiB", files: 5, size: 200 << 20, target: 1.0, diskBound: true},
-	}
+	cases := benchCases(quick)
 	if quick {
 		*repeat = 1
-		cases = []benchCase{
-			{name: "a: 200 files x 100 KiB (quick)", files: 200, size: 100 << 10, target: 1.5},
-			{name: "b: 5 files x 40 MiB (quick)", files: 5, size: 40 << 20, target: 1.0, diskBound: true},
-		}
 	}
 	if *only != "" {
 		var sel []benchCase
@@ -210,45 +203,68 @@ func run() error {
 				}
 			}
 		}
-		o, t := median(ours), median(theirs)
-		oMB, tMB := mb(c)/o.seconds, mb(c)/t.seconds
-		ratio := oMB / tMB
-		notes := fmt.Sprintf("median of %d; files/s ours %.1f rclone %.1f; %.1f MB moved; ours fsyncs every file and directory, rclone does not",
-			len(ours), float64(c.files)/o.seconds, float64(c.files)/t.seconds, mb(c))
-		// Large files are bound by the disk's write-back: against plain rclone
-		// (no fsync) the row only informs; the judged comparison is at equal
-		// durability (the next row). Small files stay judged against both.
-		target, pass := fmt.Sprintf(">=%.1f", c.target), ratio >= c.target
-		if c.diskBound {
-			target, pass = benchline.Info, true
-			notes += "; information only: the judged row is at equal durability (rclone+sync)"
-		}
-		lines = append(lines, benchline.Line{
-			Issue: 4, Case: c.name, Ours: round(oMB), Anchor: round(tMB), Unit: "MB/s",
-			AnchorName: "rclone", Ratio: round(ratio), Target: target,
-			Pass: pass, Notes: notes,
-		})
-		durable := make([]result, len(theirs))
-		for i, r := range theirs {
-			durable[i] = result{seconds: r.seconds + r.syncSeconds}
-		}
-		td := median(durable)
-		dMB := mb(c) / td.seconds
-		lines = append(lines, benchline.Line{
-			Issue: 4, Case: c.name + " (durable)", Ours: round(oMB), Anchor: round(dMB), Unit: "MB/s",
-			AnchorName: "rclone+sync", Ratio: round(oMB / dMB), Target: fmt.Sprintf(">=%.1f", c.target),
-			Pass:  oMB/dMB >= c.target,
-			Notes: fmt.Sprintf("like for like: rclone's time includes syncfs of the library afterwards; median of %d", len(durable)),
-		})
-		oRSS, tRSS := maxRSS(ours), maxRSS(theirs)
-		lines = append(lines, benchline.Line{
-			Issue: 4, Case: c.name + ": peak RSS", Ours: round(oRSS), Anchor: round(tRSS), Unit: "MiB",
-			AnchorName: "rclone", Ratio: round(oRSS / tRSS), Target: "ours<64MiB",
-			Pass: oRSS < 64, Notes: "max over runs of the process's peak resident set (VmHWM, polled every 5 ms)",
-		})
+		lines = append(lines, rows(c, ours, theirs)...)
 	}
 	fmt.Println()
 	return benchline.Write(lines...)
+}
+
+// benchCases are the cases of a full or a quick run.
+func benchCases(quick bool) []benchCase {
+	if quick {
+		return []benchCase{
+			{name: "a: 200 files x 100 KiB (quick)", files: 200, size: 100 << 10, target: 1.5},
+			{name: "b: 5 files x 40 MiB (quick)", files: 5, size: 40 << 20, target: 1.0, diskBound: true},
+		}
+	}
+	return []benchCase{
+		{name: "a: 1000 files x 100 KiB", files: 1000, size: 100 << 10, target: 1.5},
+		{name: "b: 5 files x 200 MiB", files: 5, size: 200 << 20, target: 1.0, diskBound: true},
+	}
+}
+
+// rows are a case's result lines: against plain rclone (information only
+// for disk-bound cases), against rclone followed by a sync (equal
+// durability, judged), and the peak memory.
+func rows(c benchCase, ours, theirs []result) []benchline.Line {
+	var lines []benchline.Line
+	o, t := median(ours), median(theirs)
+	oMB, tMB := mb(c)/o.seconds, mb(c)/t.seconds
+	ratio := oMB / tMB
+	notes := fmt.Sprintf("median of %d; files/s ours %.1f rclone %.1f; %.1f MB moved; ours fsyncs every file and directory, rclone does not",
+		len(ours), float64(c.files)/o.seconds, float64(c.files)/t.seconds, mb(c))
+	// Large files are bound by the disk's write-back: against plain rclone
+	// (no fsync) the row only informs; the judged comparison is at equal
+	// durability (the next row). Small files stay judged against both.
+	target, pass := fmt.Sprintf(">=%.1f", c.target), ratio >= c.target
+	if c.diskBound {
+		target, pass = benchline.Info, true
+		notes += "; information only: the judged row is at equal durability (rclone+sync)"
+	}
+	lines = append(lines, benchline.Line{
+		Issue: 4, Case: c.name, Ours: round(oMB), Anchor: round(tMB), Unit: "MB/s",
+		AnchorName: "rclone", Ratio: round(ratio), Target: target,
+		Pass: pass, Notes: notes,
+	})
+	durable := make([]result, len(theirs))
+	for i, r := range theirs {
+		durable[i] = result{seconds: r.seconds + r.syncSeconds}
+	}
+	td := median(durable)
+	dMB := mb(c) / td.seconds
+	lines = append(lines, benchline.Line{
+		Issue: 4, Case: c.name + " (durable)", Ours: round(oMB), Anchor: round(dMB), Unit: "MB/s",
+		AnchorName: "rclone+sync", Ratio: round(oMB / dMB), Target: fmt.Sprintf(">=%.1f", c.target),
+		Pass:  oMB/dMB >= c.target,
+		Notes: fmt.Sprintf("like for like: rclone's time includes syncfs of the library afterwards; median of %d", len(durable)),
+	})
+	oRSS, tRSS := maxRSS(ours), maxRSS(theirs)
+	lines = append(lines, benchline.Line{
+		Issue: 4, Case: c.name + ": peak RSS", Ours: round(oRSS), Anchor: round(tRSS), Unit: "MiB",
+		AnchorName: "rclone", Ratio: round(oRSS / tRSS), Target: "ours<64MiB",
+		Pass: oRSS < 64, Notes: "max over runs of the process's peak resident set (VmHWM, polled every 5 ms)",
+	})
+	return lines
 }
 
 func mb(c benchCase) float64 { return float64(c.files) * float64(c.size) / 1e6 }
