@@ -15,15 +15,8 @@ import (
 )
 
 func TestVerifyDecodedRejects(t *testing.T) {
-	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
-	in := filepath.Join(dir, "in.mp4")
-	mediatest.Clip(t, in, mediatest.ClipOpts{Width: 160, Height: 120})
-	info := probe(t, in)
-	plan, err := NewPlan(info, fast())
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, info, plan := planFor(t, dir, mediatest.ClipOpts{Width: 160, Height: 120})
 	out := filepath.Join(dir, "out.mp4")
 	ctx := context.Background()
 	d, err := EncodeAndDecode(ctx, in, out, plan, nil)

@@ -114,15 +114,8 @@ func TestLiveSamplePicks(t *testing.T) {
 // high score and leaves no sample files; an encode whose pictures are not
 // the original's (turned upside down by an extra filter) is caught.
 func TestEncodeComparesSampledPictures(t *testing.T) {
-	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
-	in := filepath.Join(dir, "in.mp4")
-	mediatest.Clip(t, in, mediatest.ClipOpts{Width: 320, Height: 240, Seconds: 2})
-	info := probe(t, in)
-	plan, err := NewPlan(info, fast())
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, info, plan := planFor(t, dir, mediatest.ClipOpts{Width: 320, Height: 240, Seconds: 2})
 	ctx := context.Background()
 	out := filepath.Join(dir, "out.mp4")
 	d, err := EncodeAndDecode(ctx, in, out, plan, nil)

@@ -29,6 +29,21 @@ func probe(t *testing.T, path string) Info {
 	return info
 }
 
+// planFor makes a clip of opts at dir/in.mp4 and returns its path, its
+// probe and its plan with the fast settings.
+func planFor(t *testing.T, dir string, opts mediatest.ClipOpts) (string, Info, Plan) {
+	t.Helper()
+	mediatest.RequireFFmpeg(t)
+	in := filepath.Join(dir, "in.mp4")
+	mediatest.Clip(t, in, opts)
+	info := probe(t, in)
+	plan, err := NewPlan(info, fast())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, info, plan
+}
+
 // encode runs Probe, NewPlan, Encode and Verify on a clip and returns the
 // input info, the plan and the output info.
 func encode(t *testing.T, in string) (Info, Plan, Info) {
@@ -257,16 +272,9 @@ func TestEncodeVerify(t *testing.T) {
 }
 
 func TestVerifyRejects(t *testing.T) {
-	mediatest.RequireFFmpeg(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	in := filepath.Join(dir, "in.mp4")
-	mediatest.Clip(t, in, mediatest.ClipOpts{Width: 160, Height: 120, Seconds: 3})
-	info := probe(t, in)
-	plan, err := NewPlan(info, fast())
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, info, plan := planFor(t, dir, mediatest.ClipOpts{Width: 160, Height: 120, Seconds: 3})
 	out := filepath.Join(dir, "out.mp4")
 	if err := Encode(ctx, in, out, plan, nil); err != nil {
 		t.Fatal(err)
@@ -300,14 +308,7 @@ func TestVerifyRejects(t *testing.T) {
 }
 
 func TestEncodeProgress(t *testing.T) {
-	mediatest.RequireFFmpeg(t)
-	in := filepath.Join(t.TempDir(), "in.mp4")
-	mediatest.Clip(t, in, mediatest.ClipOpts{Width: 160, Height: 120, Seconds: 3})
-	info := probe(t, in)
-	plan, err := NewPlan(info, fast())
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, _, plan := planFor(t, t.TempDir(), mediatest.ClipOpts{Width: 160, Height: 120, Seconds: 3})
 	var got []Progress
 	out := filepath.Join(t.TempDir(), "out.mp4")
 	if err := Encode(context.Background(), in, out, plan, func(p Progress) { got = append(got, p) }); err != nil {

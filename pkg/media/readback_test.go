@@ -14,15 +14,8 @@ import (
 // The readers started before the encode give VerifyDecoded's verdicts,
 // name the file (never their loopback URL), and end when closed unused.
 func TestReadback(t *testing.T) {
-	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
-	in := filepath.Join(dir, "in.mp4")
-	mediatest.Clip(t, in, mediatest.ClipOpts{Width: 160, Height: 120})
-	info := probe(t, in)
-	plan, err := NewPlan(info, fast())
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, info, plan := planFor(t, dir, mediatest.ClipOpts{Width: 160, Height: 120})
 	ctx := context.Background()
 	start := func(out string) *Readback {
 		t.Helper()
