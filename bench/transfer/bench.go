@@ -215,8 +215,31 @@ func (b *bench) downloadCase(name string, s *set, judgeRSS bool, notes string) *
 	return &tcase{
 		name: name, what: "download", bytes: int64(n) * s.resSize, files: n, judgeRSS: judgeRSS, notes: notes,
 		prepOurs: func(ctx context.Context) error {
+			// The previous run's originals went to the trash (ORIGINALS'
+			// default): a trash holding the same names keeps the next
+			// run's originals in place (the downloader never overwrites
+			// a trashed file).
+			if err := os.RemoveAll(library.TrashDir(s.downRoot)); err != nil {
+				return err
+			}
 			for _, rel := range s.rels {
-				if err := place(s.orig, filepath.Join(s.downRoot, filepath.FromSlash(rel))); err != nil {
+				dst := filepath.Join(s.downRoot, filepath.FromSlash(rel))
+				// Several originals as links of one file would be one
+				// inode: moving one to the trash changes the others'
+				// ctime, and the downloader keeps an original whose
+				// identity changed since it was found. Copies, as in a
+				// real library.
+				put := place
+				if n > 1 {
+					put = func(src, dst string) error {
+						if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+							return err
+						}
+						os.Remove(dst)
+						return copyFile(src, dst)
+					}
+				}
+				if err := put(s.orig, dst); err != nil {
 					return err
 				}
 				os.Remove(filepath.Join(s.downRoot, filepath.FromSlash(library.HevcRel(rel))))
