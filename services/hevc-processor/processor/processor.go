@@ -408,19 +408,37 @@ func (p *Processor) release(job launch.Job, log zerolog.Logger) {
 // blip) is retried within seconds, and a lasting one ever more slowly until
 // maxReceiveCount dead-letters it.
 // q may be nil (no queue: nothing to hand back).
+//
+// The hand-back is tried for up to handBackFor: the failure that brought
+// the job here (the network of a container that has just started, a
+// restarting peer) often keeps the queue out of reach for a few seconds
+// too, and a message not handed back stays hidden for the dispatcher's
+// START_GRACE (minutes) instead of the backoff (seconds).
 func RetryLater(ctx context.Context, q queue.Queue, job launch.Job, log zerolog.Logger) {
 	if q == nil || job.Receipt == "" {
 		return
 	}
 	delay := queue.RetryDelay(job.ReceiveCount)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := q.ChangeVisibility(ctx, job.Receipt, delay); err != nil {
-		log.Warn().Err(err).Msg("schedule the retry; the message reappears after its visibility timeout")
-		return
+	until := time.Now().Add(handBackFor)
+	for {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := q.ChangeVisibility(actx, job.Receipt, delay)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().Add(handBackPause).After(until) {
+			log.Warn().Err(err).Msg("schedule the retry; the message reappears after its visibility timeout")
+			return
+		}
+		log.Debug().Err(err).Msg("schedule the retry; trying again")
+		time.Sleep(handBackPause)
 	}
 	log.Info().Dur("retry_in", delay).Int("receive_count", job.ReceiveCount).Msg("message handed back for a retry")
 }
+
+// handBackFor bounds RetryLater's attempts, handBackPause spaces them.
+var handBackFor, handBackPause = time.Minute, 2 * time.Second
 
 // mediaReason is a media error as a FAILED/ reason: without the "bad
 // input" sentinel (the record's status says it failed) and naming the
