@@ -169,9 +169,7 @@ func liveDecodeArgs(input string) []string {
 func VerifyDecoded(ctx context.Context, in Info, output string, d Decoded) (Info, error) {
 	rctx, cancelRead := context.WithCancel(ctx)
 	defer cancelRead()
-	args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-progress", "pipe:1"}, trustArgs(output)...)
-	cmd := exec.CommandContext(rctx, "ffmpeg", append(args,
-		"-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-c:v", "copy", "-f", "null", "-")...)
+	cmd := exec.CommandContext(rctx, "ffmpeg", readBackArgs(output)...)
 	stderr := &tailBuffer{max: 8 << 10}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
@@ -200,6 +198,14 @@ func VerifyDecoded(ctx context.Context, in Info, output string, d Decoded) (Info
 		return out, fmt.Errorf("%w: %s holds %d video packets, the encoder's stream decoded to %d frames", ErrVerify, output, n, d.Frames)
 	}
 	return out, nil
+}
+
+// readBackArgs is the command line of the read of every packet of output
+// (the video stream-copied, the audio decoded), printing -progress (the
+// video packets counted as frames) to stdout.
+func readBackArgs(output string) []string {
+	args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-progress", "pipe:1"}, trustArgs(output)...)
+	return append(args, "-i", ffURL(output), "-map", "0:V:0", "-map", "0:a?", "-c:v", "copy", "-f", "null", "-")
 }
 
 // teeCommand is Command for EncodeAndDecode: one encode, two muxers. The

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -70,9 +69,7 @@ func StartReadback(ctx context.Context, output string) (*Readback, error) {
 		defer close(rb.probed)
 		rb.info, rb.probeErr = probeWith(rctx, rb.url, startIdle)
 	}()
-	args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-v", "error", "-progress", "pipe:1"}, trustArgs(rb.url)...)
-	cmd := exec.CommandContext(rctx, "ffmpeg", append(args,
-		"-i", rb.url, "-map", "0:V:0", "-map", "0:a?", "-c:v", "copy", "-f", "null", "-")...)
+	cmd := exec.CommandContext(rctx, "ffmpeg", readBackArgs(rb.url)...)
 	stderr := &tailBuffer{max: 8 << 10}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
@@ -131,12 +128,7 @@ func (rb *Readback) Verify(ctx context.Context, in Info, d Decoded) (Info, error
 	if perr == nil {
 		out, perr = checkProbed(in, out, rb.output)
 	} else {
-		perr = rb.localErr(perr)
-		if errors.Is(perr, ErrBadInput) {
-			perr = fmt.Errorf("%w: %s: output unreadable: %v", ErrVerify, rb.output, perr)
-		} else {
-			perr = fmt.Errorf("verify %s: %w", rb.output, perr)
-		}
+		perr = probeFailure(rb.output, rb.localErr(perr))
 	}
 	if perr != nil {
 		rb.cancel()

@@ -33,12 +33,18 @@ func Verify(ctx context.Context, in Info, output string) (Info, error) {
 func verifyProbed(ctx context.Context, in Info, output string) (Info, error) {
 	out, err := Probe(ctx, output)
 	if err != nil {
-		if errors.Is(err, ErrBadInput) {
-			return out, fmt.Errorf("%w: %s: output unreadable: %v", ErrVerify, output, err)
-		}
-		return out, fmt.Errorf("verify %s: %w", output, err)
+		return out, probeFailure(output, err)
 	}
 	return checkProbed(in, out, output)
+}
+
+// probeFailure is a failed probe of output as a verdict: unreadable output
+// wraps ErrVerify, anything else (ffprobe missing, a cancelled ctx) not.
+func probeFailure(output string, err error) error {
+	if errors.Is(err, ErrBadInput) {
+		return fmt.Errorf("%w: %s: output unreadable: %v", ErrVerify, output, err)
+	}
+	return fmt.Errorf("verify %s: %w", output, err)
 }
 
 // checkProbed is verifyProbed's verdict on out, the probe of output.

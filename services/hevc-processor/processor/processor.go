@@ -167,12 +167,8 @@ func (p *Processor) process(ctx context.Context, job launch.Job, log zerolog.Log
 	defer early.close()
 	src, err := p.Store.Head(ctx, job.Key)
 	if errors.Is(err, storage.ErrNotFound) {
-		// A HEAD answers 404 for a missing bucket too: only a listing that
-		// works makes the key "gone". NoSuchBucket or AccessDenied is our
-		// configuration (awserr.IsConfig), never "already processed".
-		if _, lerr := p.Store.List(ctx, job.Key, "", 1); lerr != nil {
-			return Result{}, fmt.Errorf("head %s: not found, and the bucket cannot be listed: %w", job.Key, lerr)
-		}
+		// The store reports a missing bucket as the configuration error
+		// it is (awserr.IsConfig), never as a missing key.
 		log.Info().Msg("TODO object is gone (already processed); nothing to do")
 		return Result{Outcome: Gone}, nil
 	}
