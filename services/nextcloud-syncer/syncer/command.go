@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 
 	"github.com/hevc-encoder/hevc-encoder/pkg/config"
@@ -40,15 +39,14 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	for i, u := range cfg.Users {
 		users[i] = u.Name
 	}
-	shown := cfg.URL
-	if u, err := url.Parse(cfg.URL); err == nil {
-		shown = u.Redacted()
-	}
-	log.Info().Str("url", shown).Strs("users", users).Str("key", cfg.SourceDir).
+	log.Info().Str("url", shownURL(cfg.URL)).Strs("users", users).Str("key", cfg.SourceDir).
 		Str("path", cfg.Target("{user}")).Int("concurrency", cfg.Concurrency).
 		Bool("dry_run", cfg.DryRun).Bool("once", cfg.Once).Dur("interval", cfg.Interval).
 		Msg("starting")
 	s := New(cfg, log)
+	if err := s.Preflight(ctx); err != nil {
+		return err
+	}
 	if cfg.Metrics.Addr != "" && !cfg.Once {
 		stop, err := serveMetrics(ctx, cfg.Metrics.Addr, s, log)
 		if err != nil {

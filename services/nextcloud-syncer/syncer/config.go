@@ -36,6 +36,10 @@ metrics on /metrics (files by outcome, bytes moved, passes) and /healthz:
 synced at all (credentials refused, folder not listable, server failing),
 200 otherwise. "nextcloud-syncer healthcheck" asks it (the image's
 HEALTHCHECK).
+At start each user's source folder is looked up once (within seconds):
+when no user can be synced (NC_URL unreachable or not WebDAV, every
+password refused, no user has NC_SOURCE_DIR) it exits 2 naming the
+variable to fix; users that fail alone are logged and the others synced.
 Exit status: 0 all moved, 1 something failed, 2 bad configuration.`
 
 // Config is the syncer's configuration.
