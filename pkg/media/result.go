@@ -74,11 +74,23 @@ const (
 // originalPath and resultPath are local paths or http(s) URLs; they are
 // read as MP4/QuickTime only, and only through their own protocol.
 func VerifyResult(ctx context.Context, originalPath, resultPath string) error {
+	// Both probes at once: each is mostly one ffprobe's start-up.
+	var out Info
+	var perr error
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		out, perr = Probe(ctx, resultPath)
+	}()
 	in, err := Probe(ctx, originalPath)
+	<-probed
 	if err != nil {
 		return fmt.Errorf("verify %s: probe the original: %w", resultPath, err)
 	}
-	out, err := verifyProbed(ctx, in, resultPath)
+	if perr != nil {
+		return probeFailure(resultPath, perr)
+	}
+	out, err = checkProbed(in, out, resultPath)
 	if err != nil {
 		return err
 	}
@@ -316,7 +328,7 @@ func comparePictures(ctx context.Context, in Info, original, result string) erro
 		origKeys, _ = boxKeyframes(strings.TrimPrefix(original, "file:"))
 	}
 	times := sampleTimes(in.Duration, v.FrameRate, keys, origKeys)
-	scores, err := pictureScores(ctx, original, result, times, w, h)
+	scores, err := pictureScores(ctx, original, result, times, w, h, pictureProcs(v, times, keys, origKeys))
 	if err != nil {
 		return err
 	}
@@ -333,19 +345,45 @@ func comparePictures(ctx context.Context, in Info, original, result string) erro
 	return nil
 }
 
+// splitFrames is the decode work, in 1080p frames, above which the
+// picture comparison is shared among one ffmpeg per CPU. Below it one
+// ffmpeg compares every point: a second one's start-up (some 200 shared
+// libraries, 0.12-0.18 CPU s) costs about what decoding 15-30 such
+// frames does, and the result-downloader, which compares several results
+// at once, has no idle CPU for it to use.
+const splitFrames = 60
+
+// pictureProcs is how many ffmpeg compare the points at times of a video
+// v whose result's keyframes are keys and original's origKeys: the work is
+// the frames decoded from each file's keyframe to each point, and the
+// points' own, in 1080p equivalents.
+func pictureProcs(v Stream, times, keys, origKeys []float64) int {
+	fps := v.FrameRate
+	if fps <= 0 {
+		fps = 30
+	}
+	frames := 0.0
+	for _, t := range times {
+		frames += reachCost(t, keys, origKeys)*fps + 2*SampleFrames
+	}
+	if frames*float64(v.Width*v.Height)/(1920*1080) < splitFrames {
+		return 1
+	}
+	return max(1, min(len(times), CPUs()))
+}
+
 // pictureScores returns the luma SSIM of result against original at each
-// of times, compared at w x h. The points are shared out among one ffmpeg
-// per CPU (round robin), each comparing its points one after another:
-// every ffmpeg start-up loads some 190 libraries (0.15 s here, as much as
-// a point's decode), so five processes, as before, spent more on
-// starting than on comparing; with one per CPU no CPU is left idle either.
-// The first failure stops the others; it is returned (a verdict before a
-// cancellation it caused).
-func pictureScores(ctx context.Context, original, result string, times []float64, w, h int) ([]float64, error) {
+// of times, compared at w x h. The points are shared out among procs
+// ffmpeg (round robin; pictureProcs), each comparing its points one after
+// another: every ffmpeg start-up loads some 200 libraries (0.15 s here,
+// as much as a point's decode), so five processes, as before, spent more
+// on starting than on comparing. The first failure stops the others; it
+// is returned (a verdict before a cancellation it caused).
+func pictureScores(ctx context.Context, original, result string, times []float64, w, h, procs int) ([]float64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	scores := make([]float64, len(times))
-	procs := min(len(times), CPUs())
+	procs = max(1, min(procs, len(times)))
 	errs := make([]error, procs)
 	var wg sync.WaitGroup
 	for p := 0; p < procs; p++ {

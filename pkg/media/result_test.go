@@ -25,7 +25,7 @@ func scores(t *testing.T, orig, result string) []float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := pictureScores(context.Background(), orig, result, sampleTimes(in.Duration, v.FrameRate, keys, nil), w, h)
+	s, err := pictureScores(context.Background(), orig, result, sampleTimes(in.Duration, v.FrameRate, keys, nil), w, h, CPUs())
 	if err != nil {
 		t.Fatalf("picture scores: %v", err)
 	}
@@ -349,5 +349,39 @@ func TestMeanSSIMCountsTheSampledFrames(t *testing.T) {
 	}
 	if _, n := meanSSIM(""); n != 0 {
 		t.Errorf("empty stats: %d frames", n)
+	}
+}
+
+// One ffmpeg comparing every point scores each as one per CPU does (the
+// points are independent), and pictureProcs keeps one for a short clip
+// whose points are cheap to reach, one per CPU for long HD ones.
+func TestPictureScoresInOneProcess(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	in := filepath.Join(t.TempDir(), "in.mp4")
+	mediatest.Clip(t, in, mediatest.ClipOpts{})
+	out := encodeCRF26(t, in)
+	info := probe(t, in)
+	v, _ := info.MainVideo()
+	w, h := compareDims(v)
+	keys, err := keyframeTimes(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := sampleTimes(info.Duration, v.FrameRate, keys, nil)
+	one, err := pictureScores(context.Background(), in, out, times, w, h, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if many := scores(t, in, out); !slices.Equal(one, many) {
+		t.Errorf("one process scored %v, one per CPU %v", one, many)
+	}
+	if n := pictureProcs(v, times, keys, nil); n != 1 {
+		t.Errorf("pictureProcs = %d for a %gs %dx%d clip, want 1", n, info.Duration, v.Width, v.Height)
+	}
+
+	hd := Stream{Width: 1920, Height: 1080, FrameRate: 30}
+	long := sampleTimes(30, 30, []float64{0, 8.3, 16.7, 25}, []float64{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28})
+	if want := min(len(long), CPUs()); pictureProcs(hd, long, []float64{0, 8.3, 16.7, 25}, nil) != want {
+		t.Errorf("pictureProcs for 30 s of 1080p = %d, want %d", pictureProcs(hd, long, []float64{0, 8.3, 16.7, 25}, nil), want)
 	}
 }
