@@ -26,7 +26,7 @@ run:
 
 test: vet lint
 	@scripts/deps.sh test
-	@set -e; for m in $(MODULES); do echo "== $${m#$(CURDIR)/}"; (cd $$m && $(GO) test -count=1 -timeout 20m ./...); done
+	@scripts/test-modules.sh "$(GO)" $(MODULES)
 	@echo "== deployment checks"; $(MAKE) --no-print-directory deploy-test
 
 vet:

@@ -18,6 +18,24 @@ import (
 // as VerifyResult computes them (for the log: the margin to SSIMFloor).
 func scores(t *testing.T, orig, result string) []float64 {
 	t.Helper()
+	p := pointsOf(t, orig, result)
+	s, err := pictureScores(context.Background(), orig, result, p.times, p.w, p.h, CPUs())
+	if err != nil {
+		t.Fatalf("picture scores: %v", err)
+	}
+	return s
+}
+
+// points is where VerifyResult compares result with orig (placed by the
+// result's keyframes alone), and at what size.
+type points struct {
+	v           Stream // the original's main video
+	w, h        int
+	keys, times []float64
+}
+
+func pointsOf(t *testing.T, orig, result string) points {
+	t.Helper()
 	in := probe(t, orig)
 	v, _ := in.MainVideo()
 	w, h := compareDims(v)
@@ -25,11 +43,7 @@ func scores(t *testing.T, orig, result string) []float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := pictureScores(context.Background(), orig, result, sampleTimes(in.Duration, v.FrameRate, keys, nil), w, h, CPUs())
-	if err != nil {
-		t.Fatalf("picture scores: %v", err)
-	}
-	return s
+	return points{v: v, w: w, h: h, keys: keys, times: sampleTimes(in.Duration, v.FrameRate, keys, nil)}
 }
 
 // crf26Plan probes in and plans it with the default settings (CRF 26,
@@ -360,23 +374,16 @@ func TestPictureScoresInOneProcess(t *testing.T) {
 	in := filepath.Join(t.TempDir(), "in.mp4")
 	mediatest.Clip(t, in, mediatest.ClipOpts{})
 	out := encodeCRF26(t, in)
-	info := probe(t, in)
-	v, _ := info.MainVideo()
-	w, h := compareDims(v)
-	keys, err := keyframeTimes(context.Background(), out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	times := sampleTimes(info.Duration, v.FrameRate, keys, nil)
-	one, err := pictureScores(context.Background(), in, out, times, w, h, 1)
+	p := pointsOf(t, in, out)
+	one, err := pictureScores(context.Background(), in, out, p.times, p.w, p.h, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if many := scores(t, in, out); !slices.Equal(one, many) {
 		t.Errorf("one process scored %v, one per CPU %v", one, many)
 	}
-	if n := pictureProcs(v, times, keys, nil); n != 1 {
-		t.Errorf("pictureProcs = %d for a %gs %dx%d clip, want 1", n, info.Duration, v.Width, v.Height)
+	if n := pictureProcs(p.v, p.times, p.keys, nil); n != 1 {
+		t.Errorf("pictureProcs = %d for a %dx%d clip sampled at %v, want 1", n, p.v.Width, p.v.Height, p.times)
 	}
 
 	hd := Stream{Width: 1920, Height: 1080, FrameRate: 30}
