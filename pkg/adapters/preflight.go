@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,6 +15,7 @@ import (
 	"github.com/hevc-encoder/hevc-encoder/pkg/awsconf"
 	"github.com/hevc-encoder/hevc-encoder/pkg/awserr"
 	ecslaunch "github.com/hevc-encoder/hevc-encoder/pkg/launch/ecs"
+	"github.com/hevc-encoder/hevc-encoder/pkg/neterr"
 	sqsqueue "github.com/hevc-encoder/hevc-encoder/pkg/queue/sqs"
 	s3store "github.com/hevc-encoder/hevc-encoder/pkg/storage/s3"
 )
@@ -192,28 +192,12 @@ func (t target) describe(ctx context.Context, err error, timeout time.Duration) 
 	case awserr.WrongRegion:
 		return fmt.Errorf("AWS_REGION: %s is not in region %q%s", t.what, t.region, paren)
 	case awserr.Unreachable:
-		return noAnswer{fmt.Errorf("%s: cannot reach %s at %s: %s", endpointVar, t.service, t.at(), netReason(err))}
+		return noAnswer{fmt.Errorf("%s: cannot reach %s at %s: %s", endpointVar, t.service, t.at(), neterr.Reason(err))}
 	}
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 		return noAnswer{fmt.Errorf("%s: no answer from %s at %s within %s", endpointVar, t.service, t.at(), timeout)}
 	}
 	return fmt.Errorf("%s: checking %s at %s: %s", t.varName, t.what, t.at(), oneLine(err.Error()))
-}
-
-func netReason(err error) string {
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return "no route to host"
-	case strings.Contains(err.Error(), "no such host"):
-		return "no such host"
-	}
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": dial "); i >= 0 {
-		msg = msg[i+2:]
-	}
-	return oneLine(msg)
 }
 
 func oneLine(s string) string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hevc-encoder/hevc-encoder/pkg/neterr"
 )
 
 // preflightTimeout bounds each user's check: a wrong NC_URL must end the
@@ -71,7 +73,7 @@ func (s *Syncer) checkUser(ctx context.Context, u User) string {
 	case ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("NC_URL: no answer from %s within %s", shownURL(s.cfg.URL), preflightTimeout)
 	}
-	return fmt.Sprintf("NC_URL: cannot reach %s: %v", shownURL(s.cfg.URL), rootCause(err))
+	return fmt.Sprintf("NC_URL: cannot reach %s: %v", shownURL(s.cfg.URL), neterr.Reason(err))
 }
 
 // shownURL is raw with any password removed.
@@ -80,16 +82,4 @@ func shownURL(raw string) string {
 		return u.Redacted()
 	}
 	return raw
-}
-
-// rootCause is the innermost error of err's chain (net/http wraps the
-// dial error that says what happened in two layers that repeat the URL).
-func rootCause(err error) error {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
-	}
 }
